@@ -1,0 +1,264 @@
+"""The feasible set as one object with two verbs, shared by every backend.
+
+* ``lmo(c)``   — linear maximisation oracle: a maximiser of c^T w over the set
+  (FrankWolfe.jl's ``compute_extreme_point``); also the SCA subproblem without prox.
+* ``project(y)`` — Euclidean projection onto the set; the SCA subproblem with prox.
+
+:class:`DirectPolytope` solves both exactly for {lb <= w <= ub, 1^T w = K, a^T w <= tau}
+by exploiting its structure (Lagrangian bisection on the budget multiplier; sorting
+for the sum multiplier).  :class:`GeneralPolytope` handles extra linear rows with a
+general LP (scipy HiGHS) / QP (OSQP).  :func:`make_oracle` picks one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InfeasibleProblemError
+
+_BISECT_MAX = 200
+
+
+def top_k_fractional(score: np.ndarray, k: float) -> np.ndarray:
+    """argmax score^T x over {0<=x<=1, 1^T x = k}: ones on the top floor(k), frac on the next."""
+    n = score.shape[0]
+    x = np.zeros(n)
+    kf = int(np.floor(k + 1e-9))
+    frac = k - kf if k - kf > 1e-9 else 0.0
+    if kf >= n:
+        x[:] = 1.0
+        return x
+    if kf == 0 and frac == 0.0:
+        return x
+    part = np.argpartition(-score, kf)
+    x[part[:kf]] = 1.0
+    if frac:
+        x[part[kf]] = frac
+    return x
+
+
+class DirectPolytope:
+    """{lb <= w <= ub, 1^T w = k, a^T w <= tau} with exact structured oracles.
+
+    Args:
+        a: (N,) costs >= 0; k: the (possibly fractional) sum; tau: budget or None;
+        lb, ub: (N,) bounds (0/1 fixings; default 0 and 1).
+    """
+
+    kind = "structured"
+    message = ""
+
+    def __init__(self, a: np.ndarray, k: float, tau: float | None, lb: np.ndarray | None = None, ub: np.ndarray | None = None) -> None:
+        n = a.shape[0]
+        self.a = np.asarray(a, dtype=np.float64)
+        self.lb = np.zeros(n) if lb is None else np.asarray(lb, dtype=np.float64)
+        self.ub = np.ones(n) if ub is None else np.asarray(ub, dtype=np.float64)
+        self.free = np.flatnonzero(self.lb < self.ub)
+        self.base = self.lb.copy()  # fixed coordinates sit at lb == ub
+        self.k_free = float(k) - float(self.base.sum())
+        self.tau = tau
+        self.tau_free = None if tau is None else float(tau) - float(self.a @ self.base)
+        self.a_free = self.a[self.free]
+        self.lb_free, self.ub_free = self.lb[self.free], self.ub[self.free]
+        if self.k_free < -1e-9 or self.k_free > float((self.ub_free - self.lb_free).sum()) + 1e-9:
+            raise InfeasibleProblemError(
+                f"cardinality: {k} samples cannot be chosen with {len(self.free)} free and "
+                f"{self.base.sum():.0f} fixed samples."
+            )
+        if tau is not None:
+            need = self.min_budget_free()
+            if need > self.tau_free + 1e-9 * max(1.0, abs(tau)):
+                raise InfeasibleProblemError(
+                    f"budget: tau={tau:.6g} is below the smallest feasible budget "
+                    f"{need + float(self.a @ self.base):.6g} (sum of the K smallest stiff costs); "
+                    "raise tau / tau_rel or lower K."
+                )
+
+    def min_budget_free(self) -> float:
+        return float(self.a_free @ top_k_fractional(-self.a_free, self.k_free))
+
+    def _assemble(self, x_free: np.ndarray) -> np.ndarray:
+        w = self.base.copy()
+        w[self.free] = x_free
+        return w
+
+    # ------------------------------------------------------------------ LMO
+    def lmo(self, c: np.ndarray) -> np.ndarray:
+        """Exact maximiser of c^T w over the polytope (a vertex, at most 2 fractional entries
+        in general position)."""
+        cf = np.asarray(c, dtype=np.float64)[self.free]
+        af = self.a_free
+        x0 = top_k_fractional(cf, self.k_free)
+        if self.tau is None or af @ x0 <= self.tau_free:
+            return self._assemble(x0)
+        tau = self.tau_free
+        lo, hi = 0.0, max(1.0, float(np.abs(cf).max()) / max(float(af[af > 0].min(initial=1.0)), 1e-300))
+        x_hi = top_k_fractional(cf - hi * af, self.k_free)
+        for _ in range(_BISECT_MAX):  # grow until the budget holds
+            if af @ x_hi <= tau:
+                break
+            lo, hi = hi, hi * 4.0
+            x_hi = top_k_fractional(cf - hi * af, self.k_free)
+        x_lo = x0
+        for _ in range(_BISECT_MAX):
+            if np.count_nonzero(x_lo != x_hi) <= 2 or hi - lo <= 1e-15 * hi:
+                w, certified = self._mix(cf, x_lo, x_hi)
+                if certified or hi - lo <= 1e-15 * hi:
+                    return self._assemble(w)
+            mid = 0.5 * (lo + hi)
+            x_mid = top_k_fractional(cf - mid * af, self.k_free)
+            if af @ x_mid > tau:
+                lo, x_lo = mid, x_mid
+            else:
+                hi, x_hi = mid, x_mid
+        return self._assemble(self._mix(cf, x_lo, x_hi)[0])
+
+    def _mix(self, cf: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Budget-tight mix of an over- and an under-budget top-K vertex, and whether weak
+        duality certifies it optimal (both are top-K at the multiplier where they tie)."""
+        af, tau = self.a_free, self.tau_free
+        b_lo, b_hi = float(af @ x_lo), float(af @ x_hi)
+        if b_lo <= b_hi:
+            return x_hi, False
+        theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
+        w = theta * x_lo + (1.0 - theta) * x_hi
+        mu = max(0.0, float(cf @ x_lo - cf @ x_hi) / (b_lo - b_hi))
+        d = cf - mu * af
+        dual = float(d @ top_k_fractional(d, self.k_free)) + mu * tau
+        primal = float(cf @ w)
+        return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+
+    def dual_bound(self, c: np.ndarray, mu: float) -> float:
+        """Weak-duality upper bound on max c^T w for any multiplier mu >= 0."""
+        cf = np.asarray(c, dtype=np.float64)[self.free]
+        d = cf - mu * self.a_free
+        fixed = float(c @ self.base)
+        return fixed + float(d @ top_k_fractional(d, self.k_free)) + mu * (self.tau_free or 0.0)
+
+    # ----------------------------------------------------------- projection
+    def _sum_multiplier(self, z: np.ndarray) -> np.ndarray:
+        """clip(z - nu, lb, ub) with nu chosen so the sum is k_free (exact, O(N log N))."""
+        lb, ub, k = self.lb_free, self.ub_free, self.k_free
+        bps = np.unique(np.concatenate([z - ub, z - lb]))
+
+        def total(nu: float) -> float:
+            return float(np.clip(z - nu, lb, ub).sum())
+
+        i, j = 0, bps.size - 1  # total is nonincreasing in nu; total(bps[0]) = sum ub >= k
+        while j - i > 1:
+            m = (i + j) // 2
+            if total(bps[m]) >= k:
+                i = m
+            else:
+                j = m
+        s_i, s_j = total(bps[i]), total(bps[j])
+        if s_i == s_j:
+            nu = bps[i]
+        else:  # total is linear between consecutive breakpoints
+            nu = bps[i] + (s_i - k) * (bps[j] - bps[i]) / (s_i - s_j)
+        return np.clip(z - nu, lb, ub)
+
+    def project(self, y: np.ndarray) -> np.ndarray:
+        """Exact Euclidean projection of y (N,) onto the polytope."""
+        yf = np.asarray(y, dtype=np.float64)[self.free]
+        af = self.a_free
+        x = self._sum_multiplier(yf)
+        if self.tau is None or af @ x <= self.tau_free:
+            return self._assemble(x)
+        tau = self.tau_free
+        lo, hi = 0.0, 1.0
+        x_hi = self._sum_multiplier(yf - hi * af)
+        while af @ x_hi > tau and hi < 1e300:
+            lo, hi = hi, hi * 4.0
+            x_hi = self._sum_multiplier(yf - hi * af)
+        for _ in range(_BISECT_MAX):
+            if hi - lo <= 1e-14 * hi or abs(af @ x_hi - tau) <= 1e-13 * max(1.0, tau):
+                break
+            mid = 0.5 * (lo + hi)
+            x_mid = self._sum_multiplier(yf - mid * af)
+            if af @ x_mid > tau:
+                lo = mid
+            else:
+                hi, x_hi = mid, x_mid
+        return self._assemble(x_hi)
+
+
+class GeneralPolytope:
+    """The standard set plus extra linear rows lo <= A w <= hi: LP by HiGHS, QP by OSQP."""
+
+    kind = "general"
+
+    def __init__(self, problem) -> None:
+        import scipy.sparse as sp
+
+        n = problem.n
+        rows = [sp.csr_matrix(np.ones((1, n)))]
+        lo, hi = [np.array([problem.k], float)], [np.array([problem.k], float)]
+        if problem.tau is not None:
+            rows.append(sp.csr_matrix(problem.a[None, :]))
+            lo.append(np.array([-np.inf]))
+            hi.append(np.array([problem.tau]))
+        if problem.rows is not None:
+            rows.append(problem.rows.A)
+            lo.append(problem.rows.lo)
+            hi.append(problem.rows.hi)
+        self.C = sp.vstack(rows, format="csc")
+        self.l, self.u = np.concatenate(lo), np.concatenate(hi)
+        self.lb, self.ub = problem.lb, problem.ub
+        self.n = n
+        self.message = "extra linear constraints present: subproblems solved by a general LP (scipy HiGHS) / QP (OSQP)"
+
+    def lmo(self, c: np.ndarray) -> np.ndarray:
+        """Maximiser of c^T w (HiGHS dual simplex gives a vertex)."""
+        from scipy.optimize import linprog
+
+        eq = self.l == self.u
+        ub_rows = ~eq
+        A_ub, b_ub = [], []
+        Cu = self.C[np.flatnonzero(ub_rows & np.isfinite(self.u))]
+        Cl = self.C[np.flatnonzero(ub_rows & np.isfinite(self.l))]
+        import scipy.sparse as sp
+
+        if Cu.shape[0] or Cl.shape[0]:
+            A_ub = sp.vstack([Cu, -Cl], format="csr")
+            b_ub = np.concatenate([self.u[ub_rows & np.isfinite(self.u)], -self.l[ub_rows & np.isfinite(self.l)]])
+        res = linprog(
+            -np.asarray(c, float),
+            A_ub=A_ub if len(b_ub) else None,
+            b_ub=b_ub if len(b_ub) else None,
+            A_eq=self.C[np.flatnonzero(eq)],
+            b_eq=self.l[eq],
+            bounds=np.column_stack([self.lb, self.ub]),
+            method="highs-ds",
+        )
+        if res.status == 2:
+            raise InfeasibleProblemError("the relaxation with the extra linear constraints is infeasible.")
+        if res.status != 0:
+            raise InfeasibleProblemError(f"HiGHS could not solve the LP subproblem: {res.message}")
+        return np.clip(res.x, self.lb, self.ub)
+
+    def project(self, y: np.ndarray) -> np.ndarray:
+        """Euclidean projection by OSQP (polished, tight tolerances)."""
+        import osqp
+        import scipy.sparse as sp
+
+        n = self.n
+        A = sp.vstack([self.C, sp.identity(n, format="csc")], format="csc")
+        l = np.concatenate([self.l, self.lb])
+        u = np.concatenate([self.u, self.ub])
+        solver = osqp.OSQP()
+        solver.setup(
+            sp.identity(n, format="csc"), -np.asarray(y, float), A, l, u,
+            verbose=False, eps_abs=1e-10, eps_rel=1e-10, polishing=True, max_iter=200000,
+        )
+        res = solver.solve()
+        if res.x is None or not np.all(np.isfinite(res.x)):
+            raise InfeasibleProblemError(f"OSQP could not project: {res.info.status}")
+        return np.clip(res.x, self.lb, self.ub)
+
+
+def make_oracle(problem):
+    """The structured oracle when only standard constraints (+ fixings) are present, else the general one."""
+    if problem.rows is None:
+        return DirectPolytope(problem.a, problem.k, problem.tau, problem.lb, problem.ub)
+    return GeneralPolytope(problem)

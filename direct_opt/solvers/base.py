@@ -1,0 +1,214 @@
+"""Backend base class, the registry, and :func:`solve`.
+
+A backend is one class registered by name.  It declares which objective forms and
+constraint kinds it honours and implements :meth:`Backend.relax` (continuous
+solution + history); the base class does the rest the same way for everyone:
+input checks, rounding, feasibility verification, certificates, timing.
+
+Adding a backend::
+
+    from direct_opt.solvers import Backend, Relaxation, register_backend
+
+    @register_backend
+    class MyBackend(Backend):
+        name = "my-backend"
+        kinds = {"bounds"}              # constraint kinds it honours
+        options = {"step": 0.5}         # its own options and their defaults
+        def relax(self, problem, ctx):
+            w = ...                     # (N,) feasible point of the relaxation
+            return Relaxation(w=w, history=[], iterations=1, converged=True)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..certificates import certified_ratio, upper_bound
+from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
+from ..problem import SelectionProblem
+from ..result import SelectionResult
+from ..rounding import diagnose_infeasibility, round_selection
+
+DEFAULT_MAX_ITER = 20
+DEFAULT_TOL = 1e-4
+
+_REGISTRY: dict[str, type["Backend"]] = {}
+
+
+@dataclass
+class Context:
+    """What a backend's relax() gets besides the problem."""
+
+    max_iter: int
+    tol: float
+    seed: int
+    deadline: float | None
+    options: dict[str, Any]
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+@dataclass
+class Relaxation:
+    """A backend's continuous answer. w=None means 'no relaxation: round from empty'."""
+
+    w: np.ndarray | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    iterations: int = 0
+    converged: bool = False
+    timed_out: bool = False
+    gap: float | None = None
+    message: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    priority: np.ndarray | None = None  # fill order for integer-only backends (random)
+
+
+class Backend:
+    """Base class of all solver backends."""
+
+    name: str = ""
+    forms: set[str] = {"convex"}
+    kinds: set[str] = {"bounds", "linear"}
+    options: dict[str, Any] = {}
+    local_search_default: bool = True
+
+    def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
+        raise NotImplementedError
+
+    def solve(
+        self,
+        problem: SelectionProblem,
+        *,
+        max_iter: int = DEFAULT_MAX_ITER,
+        tol: float = DEFAULT_TOL,
+        seed: int = 0,
+        local_search: bool | None = None,
+        time_limit: float | None = None,
+        **options: Any,
+    ) -> SelectionResult:
+        """Solve ``problem``; see :func:`solve` for the arguments."""
+        if not isinstance(problem, SelectionProblem):
+            raise InvalidParameterError(f"solve() expects a SelectionProblem, got {type(problem).__name__}.")
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise InvalidParameterError(
+                f"backend {self.name!r} has no option(s) {unknown}; its options are {sorted(self.options)}."
+            )
+        if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+            raise InvalidParameterError(f"max_iter={max_iter!r} must be an integer >= 1.")
+        if not np.isfinite(tol) or tol < 0:
+            raise InvalidParameterError(f"tol={tol!r} must be a finite number >= 0.")
+        if time_limit is not None and (not np.isfinite(time_limit) or time_limit <= 0):
+            raise InvalidParameterError(f"time_limit={time_limit!r} must be > 0 seconds.")
+        problem.require(
+            self.name, self.kinds, self.forms,
+            kind_support={n: b.kinds for n, b in _REGISTRY.items()},
+            form_support={n: b.forms for n, b in _REGISTRY.items()},
+        )
+        t0 = time.monotonic()
+        deadline = None if time_limit is None else t0 + float(time_limit)
+        ctx = Context(int(max_iter), float(tol), int(seed), deadline, {**self.options, **options})
+        try:
+            rel = self.relax(problem, ctx)
+        except InfeasibleProblemError as exc:
+            return self._infeasible(problem, str(exc), time.monotonic() - t0)
+        ls = self.local_search_default if local_search is None else bool(local_search)
+        rounded = round_selection(
+            problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority
+        )
+        if not rounded.ok:
+            return self._infeasible(problem, rounded.message, time.monotonic() - t0, rel)
+        x = np.zeros(problem.n)
+        x[rounded.indices] = 1.0
+        viol = problem.violations(x)
+        if not problem.is_feasible(x) or len(rounded.indices) != problem.k:  # never pass a violating set
+            return self._infeasible(problem, f"internal: rounding produced a violating set {viol}", time.monotonic() - t0, rel)
+        objective = problem.selection_objective(rounded.indices)
+        f_rel = None if rel.w is None else problem.objective(rel.w)
+        ub = upper_bound(problem, rel.w, rel.gap)
+        status = "time_limit" if (rel.timed_out or ctx.out_of_time()) else ("converged" if rel.converged else "max_iter")
+        parts = [p for p in (rel.message, rounded.message) if p]
+        return SelectionResult(
+            indices=rounded.indices,
+            objective=objective,
+            w=rel.w,
+            objective_relaxed=f_rel,
+            upper_bound=ub,
+            certified_ratio=certified_ratio(objective, ub),
+            feasible=True,
+            violations=viol,
+            status=status,
+            message="; ".join(parts),
+            history=rel.history,
+            iterations=rel.iterations,
+            converged=rel.converged,
+            time_s=time.monotonic() - t0,
+            backend=self.name,
+            gap=rel.gap,
+            info={**rel.info, "swaps": rounded.swaps, "options": ctx.options, "max_iter": ctx.max_iter, "tol": ctx.tol, "seed": ctx.seed},
+        )
+
+    def _infeasible(self, problem: SelectionProblem, why: str, t: float, rel: Relaxation | None = None) -> SelectionResult:
+        if not why.startswith("infeasible"):
+            why = "infeasible: " + (why if ":" in why else diagnose_infeasibility(problem))
+        return SelectionResult(
+            indices=np.empty(0, np.int64),
+            objective=float("nan"),
+            w=None if rel is None else rel.w,
+            objective_relaxed=None,
+            upper_bound=None,
+            certified_ratio=None,
+            feasible=False,
+            violations={},
+            status="infeasible",
+            message=why,
+            history=[] if rel is None else rel.history,
+            iterations=0 if rel is None else rel.iterations,
+            converged=False,
+            time_s=t,
+            backend=self.name,
+        )
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if not cls.name:
+        raise InvalidParameterError(f"{cls.__name__} needs a non-empty 'name'.")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_backends() -> list[str]:
+    """Registered backend names."""
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    """A fresh instance of the backend registered as ``name``."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownNameError(f"unknown backend {name!r}; known backends: {available_backends()}.")
+    return _REGISTRY[name]()
+
+
+def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) -> SelectionResult:
+    """Solve a SelectionProblem with a named backend.
+
+    Args:
+        problem: the program.
+        backend: a name from :func:`available_backends`.
+        max_iter: T_max, outer iterations (default 20).
+        tol: delta, stop when ||w_{t+1} - w_t|| < tol (default 1e-4).
+        seed: for randomised backends and tie-breaking in repair.
+        local_search: 1-swap local search after rounding (backend default).
+        time_limit: seconds; past it the best feasible selection so far is returned
+            with status "time_limit".
+        **options: backend-specific options (see each backend's ``options``).
+    Returns:
+        SelectionResult (status "infeasible" with an explanation when no selection exists).
+    """
+    return get_backend(backend).solve(problem, **kwargs)

@@ -1,0 +1,410 @@
+"""GradientStats: the solver-facing summary of per-sample gradients (DESIGN §1.1).
+
+In memory it is a handful of arrays; on disk it is a directory holding one ``.npy``
+file per array plus ``manifest.json`` (format version, shapes, dtypes, SHA-256
+checksums, the extraction config/provenance).  Arrays load without pickle and,
+optionally, as read-only memory maps so pools larger than RAM can be solved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import (
+    DtypeError,
+    InvalidParameterError,
+    NegativeCostError,
+    NonFiniteError,
+    ShapeMismatchError,
+    StatsFormatError,
+)
+
+FORMAT_NAME = "direct_opt.gradient_stats"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+# Optional (N,) / (k,) / (k*, N) arrays beside the required ones, in save order.
+_OPTIONAL = ("eigvals", "G_stiff", "val_grad", "losses", "grad_norms")
+_FLOAT_KINDS = "f"
+_CHUNK = 1 << 16  # columns checked per chunk when validating large (memory-mapped) G
+
+
+def _check_float(name: str, x: np.ndarray) -> None:
+    if x.dtype.kind not in _FLOAT_KINDS:
+        raise DtypeError(
+            f"{name} has dtype {x.dtype}; expected a floating dtype (float16/32/64). "
+            f"Convert it with np.asarray({name}, dtype=np.float32)."
+        )
+
+
+def check_finite(name: str, x: np.ndarray, axis_name: str = "column") -> None:
+    """Raise NonFiniteError naming the first non-finite entry of ``x`` (chunked for big arrays)."""
+    if x.ndim == 2 and x.shape[1] > _CHUNK:
+        for s in range(0, x.shape[1], _CHUNK):
+            check_finite(name, np.asarray(x[:, s : s + _CHUNK]), axis_name)
+        return
+    bad = ~np.isfinite(np.asarray(x))
+    if bad.any():
+        pos = np.argwhere(bad)[0]
+        raise NonFiniteError(
+            f"{name} contains NaN/Inf (first at index {tuple(int(p) for p in pos)}); "
+            "drop or recompute the offending samples before building the problem."
+        )
+
+
+def as_float_array(name: str, x: Any, ndim: int) -> np.ndarray:
+    """Validate dtype and rank of an array-like without copying memory maps."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif type(x).__module__.startswith("torch"):
+        arr = x.detach().cpu().numpy()
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # pragma: no cover - exotic inputs
+            raise DtypeError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise DtypeError(
+            f"{name} has non-numeric dtype {arr.dtype}; pass a float array (e.g. float32)."
+        )
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    if arr.ndim != ndim:
+        raise ShapeMismatchError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
+    return arr
+
+
+@dataclass
+class GradientStats:
+    """Gradient statistics of a candidate pool of N samples.
+
+    Attributes:
+        G_flat: (r, N) flat eigen-coordinates g_ij = sqrt(k) v_j^T z_i, j in the flat set.
+        a_stiff: (N,) stiff costs a_i = sum_{j stiff} lambda_j g_ij^2 >= 0.
+        eigvals: (k,) eigenvalues of the sketched validation curvature, descending.
+        k_star: number of stiff directions (the elbow); flat rows are directions k_star..k-1.
+        G_stiff: optional (k_star, N) stiff eigen-coordinates (aggregate-budget, cosine, Taylor).
+        val_grad: optional (k,) mean validation gradient in the same eigen-coordinates.
+        losses: optional (N,) per-sample losses at the checkpoint.
+        grad_norms: optional (N,) per-sample gradient norms (before projection).
+        metadata: optional per-sample arrays of length N (ids, group labels, token counts).
+        config: JSON-serialisable provenance (extraction config, model fingerprint, ...).
+    """
+
+    G_flat: np.ndarray
+    a_stiff: np.ndarray
+    eigvals: np.ndarray | None = None
+    k_star: int | None = None
+    G_stiff: np.ndarray | None = None
+    val_grad: np.ndarray | None = None
+    losses: np.ndarray | None = None
+    grad_norms: np.ndarray | None = None
+    metadata: dict[str, np.ndarray] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    validate: bool = field(default=True, repr=False)
+
+    def __post_init__(self) -> None:
+        self.G_flat = as_float_array("G_flat", self.G_flat, 2)
+        self.a_stiff = as_float_array("a_stiff", self.a_stiff, 1)
+        for name in _OPTIONAL:
+            val = getattr(self, name)
+            if val is not None:
+                setattr(self, name, as_float_array(name, val, 2 if name == "G_stiff" else 1))
+        self.metadata = {str(k): np.asarray(v) for k, v in dict(self.metadata or {}).items()}
+        self.config = dict(self.config or {})
+        _check_float("G_flat", self.G_flat)
+        r, n = self.G_flat.shape
+        if n == 0:
+            raise ShapeMismatchError("G_flat has no columns: the pool is empty.")
+        if self.a_stiff.shape != (n,):
+            raise ShapeMismatchError(
+                f"a_stiff has shape {self.a_stiff.shape} but G_flat has N={n} columns; "
+                "both must describe the same samples (a_stiff needs shape (N,))."
+            )
+        for name in ("losses", "grad_norms"):
+            val = getattr(self, name)
+            if val is not None and val.shape != (n,):
+                raise ShapeMismatchError(f"{name} has shape {val.shape}; expected ({n},).")
+        for key, val in self.metadata.items():
+            if val.shape[:1] != (n,):
+                raise ShapeMismatchError(f"metadata[{key!r}] has shape {val.shape}; expected ({n},).")
+            if val.dtype == object:
+                raise DtypeError(
+                    f"metadata[{key!r}] has dtype object; use numbers or fixed-width strings "
+                    "(np.asarray(labels, dtype=str)) so it can be saved without pickle."
+                )
+        if self.eigvals is not None:
+            if self.k_star is None:
+                raise InvalidParameterError("eigvals given without k_star; pass the elbow index k_star.")
+            if not 0 <= int(self.k_star) <= self.eigvals.shape[0]:
+                raise InvalidParameterError(
+                    f"k_star={self.k_star} must lie in [0, k={self.eigvals.shape[0]}]."
+                )
+            if self.eigvals.shape[0] != int(self.k_star) + r:
+                raise ShapeMismatchError(
+                    f"eigvals has k={self.eigvals.shape[0]} entries but k_star + r = "
+                    f"{int(self.k_star)} + {r}: the flat rows must be the directions after the elbow."
+                )
+        if self.k_star is not None:
+            self.k_star = int(self.k_star)
+        if self.G_stiff is not None:
+            _check_float("G_stiff", self.G_stiff)
+            if self.G_stiff.shape[1] != n or (
+                self.k_star is not None and self.G_stiff.shape[0] != self.k_star
+            ):
+                raise ShapeMismatchError(
+                    f"G_stiff has shape {self.G_stiff.shape}; expected (k_star={self.k_star}, N={n})."
+                )
+        if self.val_grad is not None and self.eigvals is not None:
+            if self.val_grad.shape != self.eigvals.shape:
+                raise ShapeMismatchError(
+                    f"val_grad has shape {self.val_grad.shape}; expected (k={self.eigvals.shape[0]},)."
+                )
+        if self.validate:
+            self._validate_values()
+
+    def _validate_values(self) -> None:
+        check_finite("G_flat", self.G_flat)
+        check_finite("a_stiff", self.a_stiff)
+        for name in _OPTIONAL:
+            val = getattr(self, name)
+            if val is not None:
+                check_finite(name, val)
+        if (np.asarray(self.a_stiff) < 0).any():
+            i = int(np.argmin(self.a_stiff))
+            raise NegativeCostError(
+                f"a_stiff[{i}] = {float(self.a_stiff[i])} < 0; stiff costs are weighted sums of "
+                "squares and must be >= 0 (check the sign of the eigenvalues you used)."
+            )
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n(self) -> int:
+        """Number of candidate samples N."""
+        return int(self.G_flat.shape[1])
+
+    @property
+    def r(self) -> int:
+        """Number of flat directions r = |I_flat|."""
+        return int(self.G_flat.shape[0])
+
+    def eigen_coords(self) -> np.ndarray:
+        """(k, N) all eigen-coordinates, stiff rows first (needs G_stiff)."""
+        if self.G_stiff is None:
+            raise InvalidParameterError(
+                "these stats keep no stiff coordinates (G_stiff); re-extract with the stiff "
+                "coordinates stored (the default) to use whole-sketch scores."
+            )
+        return np.vstack([np.asarray(self.G_stiff), np.asarray(self.G_flat)])
+
+    # ------------------------------------------------------------------- disk
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every stored array by file stem (metadata arrays are prefixed ``meta.``)."""
+        out: dict[str, np.ndarray] = {"G_flat": self.G_flat, "a_stiff": self.a_stiff}
+        for name in _OPTIONAL:
+            val = getattr(self, name)
+            if val is not None:
+                out[name] = val
+        for key, val in self.metadata.items():
+            out[f"meta.{key}"] = val
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the stats to directory ``path`` (created if needed); returns the path.
+
+        Each array is written to a temporary file and renamed into place, the manifest
+        last, so a crash never leaves a directory that loads as valid but wrong.
+        """
+        d = Path(path)
+        d.mkdir(parents=True, exist_ok=True)
+        entries = {}
+        for name, arr in self.arrays().items():
+            fname = f"{name}.npy"
+            digest = write_npy_atomic(d / fname, arr)
+            entries[name] = {
+                "file": fname,
+                "shape": list(arr.shape),
+                "dtype": np.lib.format.dtype_to_descr(arr.dtype),
+                "sha256": digest,
+            }
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "n": self.n,
+            "r": self.r,
+            "k_star": self.k_star,
+            "arrays": entries,
+            "config": self.config,
+        }
+        write_text_atomic(d / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        return d
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> "GradientStats":
+        """Load stats saved by :meth:`save`.
+
+        Args:
+            path: the stats directory.
+            mmap: memory-map the arrays read-only instead of reading them into RAM.
+            verify: check SHA-256 checksums (reads every byte once; turn off for huge pools
+                whose files you trust) — shapes, dtypes and sizes are always checked.
+        Raises:
+            StatsFormatError naming the file and what is wrong.
+        """
+        d = Path(path)
+        manifest = read_manifest(d)
+        arrays: dict[str, np.ndarray] = {}
+        for name, entry in manifest["arrays"].items():
+            arrays[name] = load_checked_npy(d, entry, mmap=mmap, verify=verify)
+        if "G_flat" not in arrays or "a_stiff" not in arrays:
+            raise StatsFormatError(f"{d / MANIFEST}: the manifest lists no G_flat/a_stiff arrays.")
+        meta = {k[5:]: v for k, v in arrays.items() if k.startswith("meta.")}
+        kwargs = {k: v for k, v in arrays.items() if not k.startswith("meta.")}
+        return cls(
+            k_star=manifest.get("k_star"),
+            metadata=meta,
+            config=manifest.get("config", {}),
+            validate=not mmap,
+            **kwargs,
+        )
+
+    def checksum(self) -> str:
+        """SHA-256 over every array (name, shape, dtype, bytes): identifies the stats in audits."""
+        h = hashlib.sha256()
+        for name, arr in sorted(self.arrays().items()):
+            h.update(f"{name}:{arr.shape}:{arr.dtype.str};".encode())
+            _hash_array(h, arr)
+        return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- file helpers
+
+
+def _hash_array(h: "hashlib._Hash", arr: np.ndarray) -> None:
+    flat = np.ascontiguousarray(arr).reshape(-1) if arr.ndim else np.ascontiguousarray(arr)
+    step = max(1, (1 << 24) // max(1, arr.itemsize))
+    for s in range(0, flat.size, step):
+        h.update(np.ascontiguousarray(flat[s : s + step]).tobytes())
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file + fsync + rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
+    """Write ``arr`` as .npy through a temp file + rename; returns the file's SHA-256."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        digest = _sha256_file(Path(tmp))
+        os.replace(tmp, path)
+        return digest
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_manifest(d: Path) -> dict[str, Any]:
+    """Read and check ``d/manifest.json`` (format name and version)."""
+    mpath = d / MANIFEST
+    if not d.is_dir():
+        raise StatsFormatError(f"{d} is not a directory; pass the directory written by GradientStats.save.")
+    if not mpath.is_file():
+        raise StatsFormatError(f"{mpath} is missing: {d} is not a stats directory (or a save was interrupted).")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StatsFormatError(f"{mpath} is not valid JSON ({exc}); the file is corrupted.") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise StatsFormatError(f"{mpath} does not describe direct_opt gradient stats (format field).")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StatsFormatError(
+            f"{mpath} has format_version {version!r}; this direct_opt reads version {FORMAT_VERSION}. "
+            "Upgrade direct_opt or re-save the stats with this version."
+        )
+    if not isinstance(manifest.get("arrays"), dict):
+        raise StatsFormatError(f"{mpath} has no 'arrays' table.")
+    return manifest
+
+
+def load_checked_npy(d: Path, entry: Mapping[str, Any], mmap: bool, verify: bool) -> np.ndarray:
+    """Load one manifest entry's .npy without pickle, checking location, size, shape, dtype, checksum."""
+    try:
+        fname = str(entry["file"])
+        shape = tuple(int(s) for s in entry["shape"])
+        dtype = np.dtype(np.lib.format.descr_to_dtype(entry["dtype"]))
+    except Exception as exc:
+        raise StatsFormatError(f"{d / MANIFEST}: malformed array entry {dict(entry)!r} ({exc}).") from exc
+    path = d / fname
+    root = d.resolve()
+    resolved = path.resolve()
+    if resolved.parent != root:
+        raise StatsFormatError(
+            f"{path} resolves to {resolved}, outside the stats directory {root}; refusing to read it "
+            "(copy the real file into the directory instead of linking to it)."
+        )
+    if not path.is_file():
+        raise StatsFormatError(f"{path} is missing (listed in the manifest).")
+    if dtype.hasobject:
+        raise StatsFormatError(f"{path}: the manifest declares an object dtype; refusing (no pickle).")
+    with open(path, "rb") as fh:
+        try:
+            major, minor = np.lib.format.read_magic(fh)
+            hdr = np.lib.format._read_array_header(fh, (major, minor))  # (shape, fortran, dtype)
+        except Exception as exc:
+            raise StatsFormatError(f"{path} is not a valid .npy file ({exc}).") from exc
+        offset = fh.tell()
+    fshape, fortran, fdtype = hdr
+    if fdtype.hasobject:
+        raise StatsFormatError(f"{path} holds a pickled object array; refusing to load it (no pickle).")
+    if tuple(fshape) != shape or fdtype != dtype:
+        raise StatsFormatError(
+            f"{path} holds shape {tuple(fshape)} dtype {fdtype}, but the manifest says shape {shape} "
+            f"dtype {dtype}: the file was replaced or the manifest edited."
+        )
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        raise StatsFormatError(
+            f"{path} has {actual} bytes but shape {shape} {dtype} needs {expected}: the file is "
+            "truncated or padded (an interrupted copy?). Re-copy or re-extract it."
+        )
+    if verify and entry.get("sha256") and _sha256_file(path) != entry["sha256"]:
+        raise StatsFormatError(
+            f"{path}: SHA-256 checksum does not match the manifest; the file was modified or corrupted."
+        )
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        raise StatsFormatError(f"{path} could not be loaded without pickle ({exc}).") from exc
