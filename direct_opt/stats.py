@@ -381,7 +381,8 @@ def load_checked_npy(d: Path, entry: Mapping[str, Any], mmap: bool, verify: bool
     with open(path, "rb") as fh:
         try:
             major, minor = np.lib.format.read_magic(fh)
-            hdr = np.lib.format._read_array_header(fh, (major, minor))  # (shape, fortran, dtype)
+            fmt = np.lib.format
+            hdr = fmt.read_array_header_1_0(fh) if (major, minor) == (1, 0) else fmt.read_array_header_2_0(fh)
         except Exception as exc:
             raise StatsFormatError(f"{path} is not a valid .npy file ({exc}).") from exc
         offset = fh.tell()

@@ -1,0 +1,125 @@
+"""ExtractConfig: every knob of the extraction, validated and JSON-serialisable."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import InvalidParameterError, UnknownNameError
+
+#: Names accepted by ``ExtractConfig.dtype`` (aliases map to the canonical name).
+DTYPES: Mapping[str, str] = {
+    "float32": "float32", "fp32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16",
+}
+
+ParamFilter = Sequence[str] | Callable[[str], bool] | None
+
+
+@dataclass
+class ExtractConfig:
+    """Configuration of :func:`direct_opt.extract.extract_stats`.
+
+    Attributes:
+        k_sketch: sketch size k (rows of the projector). For ``curvature="hessian-lanczos"``
+            the number of Hessian eigenpairs (capped at the number of parameters d).
+        projector: projector name (``gaussian``, ``sjlt``, ``kronecker``, ``paper``).
+        elbow_energy: cumulative-energy threshold of the ``energy`` elbow rule, in (0, 1].
+        elbow: elbow rule name (``energy`` or ``log-gap``).
+        param_filter: parameters to differentiate: a list of names, a predicate
+            ``name -> bool``, or None for all parameters. The others are constants.
+        batch_size: samples per micro-batch B (memory is O(B*d); O(B*k) for kronecker).
+        dtype: compute precision: ``float32`` or autocast ``bfloat16``/``float16``.
+        device: torch device string; the model is moved there.
+        seed: seed of every random choice (projector matrices, Lanczos start vector).
+        curvature: ``fisher`` (sketched validation Fisher, the paper) or ``hessian-lanczos``.
+        out_dir: directory for incremental, resumable output (None: in memory only).
+        store_stiff: keep the (k*, N) stiff eigen-coordinates in the stats.
+        verbose: show tqdm progress bars.
+        projector_options: extra keyword options of the projector (e.g. ``{"s": 4}`` for
+            sjlt, ``{"generator": "device"}`` for gaussian, ``{"k_in": 8, "k_out": 8}``).
+        lanczos_steps: Lanczos iterations for ``hessian-lanczos`` (None: min(d, 2k + 20)).
+        collate_fn: turns a list of samples into a batch (default:
+            ``torch.utils.data.default_collate``, i.e. stack tensors with a leading B dim).
+    """
+
+    k_sketch: int = 2048
+    projector: str = "gaussian"
+    elbow_energy: float = 0.945
+    elbow: str = "energy"
+    param_filter: ParamFilter = None
+    batch_size: int = 16
+    dtype: str = "float32"
+    device: str = "cpu"
+    seed: int = 0
+    curvature: str = "fisher"
+    out_dir: str | None = None
+    store_stiff: bool = True
+    verbose: bool = True
+    projector_options: dict[str, Any] = field(default_factory=dict)
+    lanczos_steps: int | None = None
+    collate_fn: Callable[[list[Any]], Any] | None = None
+
+    def validate(self) -> "ExtractConfig":
+        """Check ranges and names; raise InvalidParameterError / UnknownNameError. Returns self."""
+        from .curvature import CURVATURES
+        from .elbow import ELBOWS
+        from .projectors import PROJECTORS
+
+        if not isinstance(self.k_sketch, int) or isinstance(self.k_sketch, bool) or self.k_sketch <= 0:
+            raise InvalidParameterError(f"k_sketch={self.k_sketch!r} must be a positive integer (e.g. 2048).")
+        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise InvalidParameterError(f"batch_size={self.batch_size!r} must be a positive integer.")
+        if not 0.0 < float(self.elbow_energy) <= 1.0:
+            raise InvalidParameterError(f"elbow_energy={self.elbow_energy!r} must lie in (0, 1] (paper: 0.945).")
+        if self.lanczos_steps is not None and self.lanczos_steps <= 0:
+            raise InvalidParameterError(f"lanczos_steps={self.lanczos_steps!r} must be positive or None.")
+        for label, value, known in (
+            ("projector", self.projector, PROJECTORS),
+            ("curvature", self.curvature, CURVATURES),
+            ("elbow", self.elbow, ELBOWS),
+            ("dtype", self.dtype, DTYPES),
+        ):
+            if value not in known:
+                raise UnknownNameError(
+                    f"unknown {label} {value!r}; known {label}s: {', '.join(sorted(known))}."
+                )
+        if not isinstance(self.projector_options, Mapping):
+            raise InvalidParameterError("projector_options must be a dict of keyword options.")
+        return self
+
+    @property
+    def torch_dtype_name(self) -> str:
+        """Canonical compute dtype name (``float32``, ``bfloat16``, ``float16``)."""
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe view (callables become their qualified names)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            out[f.name] = _json_safe(getattr(self, f.name))
+        out["dtype"] = self.torch_dtype_name
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the numbers (used to validate a resumed out_dir)."""
+        d = self.to_dict()
+        for key in ("verbose", "out_dir"):
+            d.pop(key, None)
+        return d
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if callable(value):
+        mod = getattr(value, "__module__", "?")
+        name = getattr(value, "__qualname__", type(value).__name__)
+        return f"<callable {mod}.{name}>"
+    return str(value)

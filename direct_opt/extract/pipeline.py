@@ -1,0 +1,258 @@
+"""extract_stats: model + data -> GradientStats (DESIGN §1.1, §1.3).
+
+Order: validation pass (curvature, saved) -> pool batches (sketches, one shard per batch)
+-> eigen-coordinates, elbow split and stiff costs -> GradientStats (saved to out_dir/stats).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ExtractionError
+from ..stats import GradientStats
+from .config import ExtractConfig
+from .curvature import fisher_eigen, lanczos
+from .data import LossFn, batch_ranges, data_fingerprint, iter_batches, to_device
+from .elbow import choose_k_star
+from .params import model_fingerprint, select_params
+from .per_sample import PerSampleGrad
+from .projectors import BasisProjector, make_projector
+from .shards import OutputDir
+from .sketch import DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
+
+
+def package_version() -> str:
+    """direct_opt's version (installed metadata, else the package attribute, else 'unknown')."""
+    try:
+        from importlib.metadata import version
+
+        return version("direct_opt")
+    except Exception:
+        try:
+            from .. import __version__  # type: ignore[attr-defined]
+
+            return str(__version__)
+        except Exception:
+            return "unknown"
+
+
+def _make_sketcher(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, cfg: ExtractConfig,
+                   device: torch.device) -> Sketcher:
+    opts = dict(cfg.projector_options)
+    if cfg.projector == "kronecker":
+        proj = make_projector("kronecker", k=cfg.k_sketch, seed=cfg.seed, device=device, model=model,
+                              names=engine.names, **opts)
+        fb = (PerSampleGrad(model, loss_fn, proj.fallback_names, device, cfg.torch_dtype_name)
+              if proj.fallback_names else None)
+        return KroneckerSketcher(engine, proj, fb)
+    proj = make_projector(cfg.projector, k=cfg.k_sketch, seed=cfg.seed, dim=engine.dim, device=device, **opts)
+    return PaperSketcher(engine, proj) if proj.per_sample else DenseSketcher(engine, proj)
+
+
+def _bar(cfg: ExtractConfig, total: int, desc: str, initial: int = 0) -> tqdm:
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", unit_scale=False,
+                disable=not cfg.verbose, dynamic_ncols=True, leave=True)
+
+
+def _fisher_curvature(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig, device: torch.device
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    zs, ls = [], []
+    ranges = batch_ranges(len(val), cfg.batch_size)
+    with _bar(cfg, len(val), "validation (fisher)") as bar:
+        for _, s, e, batch in iter_batches(val, ranges, cfg.collate_fn):
+            loss, z, _ = sketcher.sketch(to_device(batch, device), e - s, s, "validation")
+            zs.append(z.numpy().astype(np.float32))
+            ls.append(loss.numpy().astype(np.float32))
+            bar.update(e - s)
+    z_val = np.concatenate(zs)
+    lam, vec = fisher_eigen(z_val)
+    arrays = {"eigvals": lam, "basis": vec, "val_mean": z_val.astype(np.float64).mean(0),
+              "val_losses": np.concatenate(ls)}
+    return arrays, {"kind": "fisher", "k": int(lam.size), "m": len(val)}
+
+
+def _hessian_curvature(engine: PerSampleGrad, val: Sequence[Any], cfg: ExtractConfig, device: torch.device
+                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ranges = batch_ranges(len(val), cfg.batch_size)
+    gsum = torch.zeros(engine.dim, dtype=torch.float64)
+    ls = []
+    sk = DenseSketcher(engine, _IdentityProjector(engine.dim))
+    with _bar(cfg, len(val), "validation (gradients)") as bar:
+        for _, s, e, batch in iter_batches(val, ranges, cfg.collate_fn):
+            loss, g, _ = sk.sketch(to_device(batch, device), e - s, s, "validation")
+            gsum += g.double().sum(0)
+            ls.append(loss.numpy().astype(np.float32))
+            bar.update(e - s)
+    m = len(val)
+    batches = [to_device(b, device) for _, _, _, b in iter_batches(val, ranges, cfg.collate_fn)]
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        vec = engine.unflatten(torch.from_numpy(v).to(device))
+        acc = torch.zeros(engine.dim, dtype=torch.float64)
+        for b in batches:
+            hv = engine.hvp_sum(b, vec)
+            acc += torch.cat([hv[n].reshape(-1).double().cpu() for n in engine.names])
+        return (acc / m).numpy()
+
+    k = min(cfg.k_sketch, engine.dim)
+    lam, u = lanczos(matvec, engine.dim, k, cfg.lanczos_steps, cfg.seed)
+    u32 = u.astype(np.float32)
+    arrays = {"eigvals": lam, "basis": u32, "val_mean": u32.astype(np.float64).T @ (gsum.numpy() / m),
+              "val_losses": np.concatenate(ls)}
+    return arrays, {"kind": "hessian-lanczos", "k": int(k), "m": m,
+                    "lanczos_steps": int(cfg.lanczos_steps or min(engine.dim, 2 * k + 20))}
+
+
+class _IdentityProjector(BasisProjector):
+    """z = g (used to collect full validation gradients for the Hessian mode)."""
+
+    def __init__(self, dim: int) -> None:  # noqa: D107 - no matrix is ever built
+        self.dim = self.k = dim
+        self.name = "identity"
+
+    def project(self, g: torch.Tensor) -> torch.Tensor:
+        return g.float()
+
+
+def extract_stats(
+    model: torch.nn.Module, loss_fn: LossFn, train_samples: Sequence[Any], val_samples: Sequence[Any],
+    cfg: ExtractConfig | None = None,
+) -> GradientStats:
+    """Gradient statistics of a candidate pool at the model's current weights.
+
+    Args:
+        model: the network at the checkpoint θ_s (moved to ``cfg.device``, run in eval mode,
+            its training flag restored afterwards).
+        loss_fn: ``loss_fn(model, batch) -> (B,)`` per-sample losses (see :mod:`.data`).
+        train_samples: the candidate pool (N samples, a sequence; indexable).
+        val_samples: the validation set (M samples).
+        cfg: :class:`ExtractConfig` (defaults if None).
+    Returns:
+        GradientStats with G_flat (k-k*, N), a_stiff (N,), eigvals (k,), k_star, G_stiff
+        (k*, N) if ``cfg.store_stiff``, val_grad (k,), losses (N,), grad_norms (N,) and a
+        JSON ``config`` (the ExtractConfig, projector, curvature, fingerprints, version).
+    Raises:
+        ExtractionError, InvalidParameterError, UnknownNameError, OutputLockedError.
+    """
+    cfg = (cfg or ExtractConfig()).validate()
+    for label, samples in (("train_samples (the pool)", train_samples), ("val_samples", val_samples)):
+        if samples is None or len(samples) == 0:
+            raise ExtractionError(f"{label} is empty; pass at least one sample.")
+    device = torch.device(cfg.device)
+    was_training = model.training
+    model.to(device)
+    model.eval()
+    try:
+        names = select_params(model, cfg.param_filter)
+        engine = PerSampleGrad(model, loss_fn, names, device, cfg.torch_dtype_name)
+        header = {
+            "config": cfg.identity(),
+            "model": model_fingerprint(model, names),
+            "train": data_fingerprint(train_samples),
+            "val": data_fingerprint(val_samples),
+            "package_version": package_version(),
+        }
+        out = OutputDir(cfg.out_dir, header) if cfg.out_dir else None
+        with out if out is not None else contextlib.nullcontext():
+            return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out)
+    finally:
+        model.train(was_training)
+
+
+def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: Sequence[Any],
+         val: Sequence[Any], cfg: ExtractConfig, device: torch.device, header: dict[str, Any],
+         out: OutputDir | None) -> GradientStats:
+    hessian = cfg.curvature == "hessian-lanczos"
+    sketcher = None if hessian else _make_sketcher(model, loss_fn, engine, cfg, device)
+    saved = out.load_curvature() if out is not None else None
+    if saved is not None:
+        curv, info = saved
+    elif hessian:
+        curv, info = _hessian_curvature(engine, val, cfg, device)
+    else:
+        assert sketcher is not None
+        curv, info = _fisher_curvature(sketcher, val, cfg, device)
+    if saved is None and out is not None:
+        out.save_curvature(curv, info)
+    if hessian:
+        basis = torch.from_numpy(np.asarray(curv["basis"], dtype=np.float32))
+        sketcher = DenseSketcher(engine, BasisProjector(basis, device, label="hessian eigenvectors"))
+    assert sketcher is not None
+    lam = np.asarray(curv["eigvals"], dtype=np.float64)
+    k = int(lam.size)
+    k_star = choose_k_star(cfg.elbow, lam, cfg.elbow_energy)
+
+    # ------------------------------------------------------------ pool pass
+    ranges = batch_ranges(len(train), cfg.batch_size)
+    cols = 2 + k
+    rows: list[np.ndarray] = []
+    done = sum(out.has_shard(b) for b in range(len(ranges))) if out is not None else 0
+    with _bar(cfg, len(train), "pool", initial=sum(
+            e - s for b, (s, e) in enumerate(ranges) if out is not None and out.has_shard(b))) as bar:
+        for b, (s, e) in enumerate(ranges):
+            if out is not None and out.has_shard(b):
+                rows.append(out.load_shard(b, e - s, cols))
+                continue
+            batch = (cfg.collate_fn or _default_collate)([train[i] for i in range(s, e)])
+            loss, z, sq = sketcher.sketch(to_device(batch, device), e - s, s, "pool")
+            arr = np.concatenate([loss.numpy()[:, None], sq.numpy()[:, None], z.numpy()], 1).astype(np.float32)
+            if out is not None:
+                out.save_shard(b, arr)
+                done += 1
+                out.write_progress(completed=done, n_batches=len(ranges), done=False)
+            rows.append(arr)
+            bar.update(e - s)
+    table = np.concatenate(rows)
+
+    # ------------------------------------------------- eigen-coordinates
+    z = table[:, 2:].astype(np.float64)
+    basis = np.asarray(curv["basis"], dtype=np.float64)
+    coords = math.sqrt(k) * (z @ basis) if not hessian else math.sqrt(k) * z  # (N, k)
+    val_grad = math.sqrt(k) * (np.asarray(curv["val_mean"]) @ basis if not hessian else np.asarray(curv["val_mean"]))
+    stiff = coords[:, :k_star]
+    a = (stiff**2) @ np.clip(lam[:k_star], 0.0, None)
+    energy = float(np.clip(lam[:k_star], 0, None).sum() / max(np.clip(lam, 0, None).sum(), 1e-300))
+    proj_desc = sketcher.projector.describe()
+    config = {
+        "extract": cfg.to_dict(),
+        "k": k,
+        "k_star": int(k_star),
+        "split": {"elbow": cfg.elbow, "threshold": cfg.elbow_energy, "k_star": int(k_star), "k": k,
+                  "r": k - int(k_star), "energy_at_k_star": energy},
+        "projector": proj_desc,
+        "curvature": dict(info),
+        "coords": "g_ij = sqrt(k) * v_j^T z_i" + (" with V = I, z_i = U^T g_i" if hessian else ""),
+        "model": header["model"],
+        "data": {"train": header["train"], "val": header["val"]},
+        "package": {"name": "direct_opt", "version": header["package_version"]},
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+    }
+    stats = GradientStats(
+        G_flat=np.ascontiguousarray(coords[:, k_star:].T, dtype=np.float32),
+        a_stiff=a.astype(np.float32),
+        eigvals=lam.astype(np.float32),
+        k_star=int(k_star),
+        G_stiff=np.ascontiguousarray(stiff.T, dtype=np.float32) if cfg.store_stiff else None,
+        val_grad=np.asarray(val_grad, dtype=np.float32),
+        losses=table[:, 0].copy(),
+        grad_norms=np.sqrt(np.clip(table[:, 1].astype(np.float64), 0, None)).astype(np.float32),
+        config=config,
+    )
+    if out is not None:
+        stats.save(out.path / "stats")
+        out.write_progress(completed=len(ranges), n_batches=len(ranges), done=True)
+    return stats
+
+
+def _default_collate(samples: list[Any]) -> Any:
+    from torch.utils.data import default_collate
+
+    return default_collate(samples)

@@ -1,0 +1,241 @@
+"""Random projectors R (k x d): interchangeable objects chosen by name.
+
+Every flat projector maps per-sample gradients ``g`` of shape (B, d) to sketches
+``z = g R^T`` of shape (B, k). Randomness is *counter-seeded per block* of
+``BLOCK = 1024`` parameter coordinates: block b of the matrix is generated from a
+``torch.Generator`` seeded with a hash of (seed, salt, b). The matrix therefore depends
+only on (seed, d, k, options) — not on the batch, the memory budget or the sample — and
+is regenerated block by block for every *batch* (never held whole, never per sample).
+Generation runs on the CPU by default, so one seed gives one matrix on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError, UnknownNameError
+
+BLOCK = 1024  # parameter coordinates per seeded block (part of the matrix definition)
+
+
+def derive_seed(seed: int, salt: str, index: int) -> int:
+    """Deterministic 63-bit seed for block ``index`` of the stream named ``salt``."""
+    salt_int = int.from_bytes(hashlib.sha256(salt.encode()).digest()[:4], "little")
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, salt_int, int(index)])
+    lo, hi = state.generate_state(2, dtype=np.uint32)
+    return (int(hi) << 32 | int(lo)) & ((1 << 63) - 1)
+
+
+class Projector:
+    """Base class: ``project(g: (B, d)) -> (B, k)`` float32; ``describe()`` is JSON-safe."""
+
+    name = "base"
+    #: True when the pipeline must use the paper's one-sample-at-a-time loop.
+    per_sample = False
+
+    def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
+                 salt: str = "", max_chunk_bytes: int = 64 << 20) -> None:
+        if k <= 0:
+            raise InvalidParameterError(f"k_sketch={k} must be positive.")
+        if dim <= 0:
+            raise InvalidParameterError(f"the projector needs d > 0 coordinates, got {dim}.")
+        self.dim, self.k, self.seed = int(dim), int(k), int(seed)
+        self.device = torch.device(device)
+        self.salt = salt or self.name
+        # coordinates per compute chunk: a multiple of BLOCK (does not change the matrix)
+        per_coord = max(1, self._bytes_per_coord())
+        self.chunk = max(BLOCK, (max_chunk_bytes // per_coord) // BLOCK * BLOCK)
+
+    def _bytes_per_coord(self) -> int:
+        return 4 * self.k
+
+    def _generator(self, block: int, device: torch.device | None = None) -> torch.Generator:
+        gen = torch.Generator(device=device or "cpu")
+        gen.manual_seed(derive_seed(self.seed, self.salt, block))
+        return gen
+
+    def project(self, g: torch.Tensor) -> torch.Tensor:
+        """(B, d) gradients -> (B, k) sketches (float32)."""
+        if g.ndim != 2 or g.shape[1] != self.dim:
+            raise InvalidParameterError(f"{self.name} projector expects (B, {self.dim}) input, got {tuple(g.shape)}.")
+        g = g.to(device=self.device, dtype=torch.float32)
+        out = torch.zeros(g.shape[0], self.k, dtype=torch.float32, device=self.device)
+        for start in range(0, self.dim, self.chunk):
+            stop = min(self.dim, start + self.chunk)
+            self._accumulate(out, g[:, start:stop], start, stop)
+        return out
+
+    def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
+        raise NotImplementedError
+
+    def matrix(self) -> torch.Tensor:
+        """The explicit (d, k) matrix R^T (for tests and small d only)."""
+        eye = torch.eye(self.dim, dtype=torch.float32, device=self.device)
+        return self.project(eye)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description recorded in the stats config."""
+        return {"name": self.name, "dim": self.dim, "k": self.k, "seed": self.seed, "block": BLOCK}
+
+
+class GaussianProjector(Projector):
+    """Dense Gaussian R with i.i.d. N(0, 1/k) entries (the paper's sketch).
+
+    Options: ``generator`` = ``"cpu"`` (default: identical matrix on every device) or
+    ``"device"`` (generate on the compute device: much faster on GPU for huge d, but the
+    matrix then depends on the device type).
+    """
+
+    name = "gaussian"
+
+    def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
+                 generator: str = "cpu", salt: str = "", max_chunk_bytes: int = 64 << 20) -> None:
+        if generator not in ("cpu", "device"):
+            raise UnknownNameError(f"unknown gaussian generator {generator!r}; known: cpu, device.")
+        self.generator = generator
+        super().__init__(dim, k, seed, device, salt or "gaussian", max_chunk_bytes)
+
+    def block_matrix(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of R^T, shape (stop - start, k), on the compute device."""
+        parts = []
+        scale = 1.0 / math.sqrt(self.k)
+        gen_dev = self.device if self.generator == "device" else torch.device("cpu")
+        for b in range(start // BLOCK, (stop - 1) // BLOCK + 1):
+            b0, b1 = b * BLOCK, min(self.dim, (b + 1) * BLOCK)
+            blk = torch.randn(b1 - b0, self.k, generator=self._generator(b, gen_dev), device=gen_dev)
+            parts.append(blk[max(start, b0) - b0 : min(stop, b1) - b0])
+        mat = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+        return mat.to(self.device).mul_(scale)
+
+    def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
+        out.addmm_(g, self.block_matrix(start, stop))
+
+    def matrix(self) -> torch.Tensor:
+        return self.block_matrix(0, self.dim)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "generator": self.generator, "entries": "N(0,1/k)"}
+
+
+class PaperProjector(GaussianProjector):
+    """The paper-faithful baseline: the same N(0,1/k) matrix, but the pipeline computes one
+    sample at a time with plain autograd and regenerates the matrix for every sample."""
+
+    name = "paper"
+    per_sample = True
+
+    def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
+                 generator: str = "cpu", max_chunk_bytes: int = 64 << 20) -> None:
+        # salt "gaussian": the same matrix as the gaussian projector for the same seed
+        super().__init__(dim, k, seed, device, generator, "gaussian", max_chunk_bytes)
+
+
+class SJLTProjector(Projector):
+    """Sparse JL: each coordinate is hashed to ``s`` rows (one per k/s segment, so the rows are
+    distinct) with independent random signs ±1/sqrt(s). Cost O(B d s) per batch."""
+
+    name = "sjlt"
+
+    def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
+                 s: int = 4, max_chunk_bytes: int = 64 << 20) -> None:
+        s = int(s)
+        if not 1 <= s <= k:
+            raise InvalidParameterError(f"sjlt needs 1 <= s <= k; got s={s}, k={k}.")
+        self.s = s
+        super().__init__(dim, k, seed, device, "sjlt", max_chunk_bytes)
+        bounds = [j * self.k // s for j in range(s + 1)]
+        self._seg_start = torch.tensor(bounds[:-1], dtype=torch.int64)
+        self._seg_len = torch.tensor([bounds[j + 1] - bounds[j] for j in range(s)], dtype=torch.int64)
+
+    def _bytes_per_coord(self) -> int:
+        return 64 * self.s  # (rows int64 + values) per coordinate and per sample, roughly
+
+    def hashes(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (stop-start, s) int64 and signed values (stop-start, s) float32 for coordinates start:stop."""
+        rows, vals = [], []
+        for b in range(start // BLOCK, (stop - 1) // BLOCK + 1):
+            b0, b1 = b * BLOCK, min(self.dim, (b + 1) * BLOCK)
+            gen = self._generator(b)
+            u = torch.rand(b1 - b0, self.s, generator=gen, dtype=torch.float64)
+            r = self._seg_start + torch.minimum((u * self._seg_len).long(), self._seg_len - 1)
+            sign = torch.randint(0, 2, (b1 - b0, self.s), generator=gen).float().mul_(2).sub_(1)
+            lo, hi = max(start, b0) - b0, min(stop, b1) - b0
+            rows.append(r[lo:hi])
+            vals.append(sign[lo:hi])
+        scale = 1.0 / math.sqrt(self.s)
+        return (torch.cat(rows).to(self.device), torch.cat(vals).mul_(scale).to(self.device))
+
+    def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
+        rows, vals = self.hashes(start, stop)
+        contrib = (g.unsqueeze(2) * vals.unsqueeze(0)).reshape(g.shape[0], -1)
+        out.index_add_(1, rows.reshape(-1), contrib)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "s": self.s}
+
+
+class BasisProjector(Projector):
+    """Projection on explicit columns U (d, k): z = g U. Used with ``hessian-lanczos``,
+    where the 'sketch' is the orthonormal basis of the top Hessian eigenvectors."""
+
+    name = "basis"
+
+    def __init__(self, basis: torch.Tensor, device: torch.device | str = "cpu", label: str = "basis") -> None:
+        self.basis = basis.to(device=device, dtype=torch.float32)
+        self.label = label
+        super().__init__(int(basis.shape[0]), int(basis.shape[1]), 0, device, "basis")
+
+    def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
+        out.addmm_(g, self.basis[start:stop])
+
+    def matrix(self) -> torch.Tensor:
+        return self.basis
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "k": self.k, "basis": self.label}
+
+
+def _kronecker(**kw: Any) -> Any:
+    from .kronecker import KroneckerProjector
+
+    return KroneckerProjector(**kw)
+
+
+#: name -> factory. Flat factories take (dim, k, seed, device, **options); kronecker takes
+#: (model, names, k, seed, device, **options).
+PROJECTORS: Mapping[str, Callable[..., Any]] = {
+    "gaussian": GaussianProjector,
+    "sjlt": SJLTProjector,
+    "kronecker": _kronecker,
+    "paper": PaperProjector,
+}
+
+
+def make_projector(
+    name: str, *, k: int, seed: int = 0, dim: int | None = None, device: torch.device | str = "cpu",
+    model: torch.nn.Module | None = None, names: list[str] | None = None, **options: Any,
+) -> Any:
+    """Build the projector called ``name`` (see :data:`PROJECTORS`).
+
+    Flat projectors need ``dim`` (number of selected coordinates d); ``kronecker`` needs
+    ``model`` and the selected parameter ``names``. ``options`` go to the constructor.
+    """
+    if name not in PROJECTORS:
+        raise UnknownNameError(f"unknown projector {name!r}; known projectors: {', '.join(sorted(PROJECTORS))}.")
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise InvalidParameterError(f"k_sketch={k!r} must be a positive integer.")
+    try:
+        if name == "kronecker":
+            if model is None or names is None:
+                raise InvalidParameterError("the kronecker projector needs model= and names=.")
+            return PROJECTORS[name](model=model, names=names, k=k, seed=seed, device=device, **options)
+        if dim is None:
+            raise InvalidParameterError(f"the {name} projector needs dim= (number of coordinates).")
+        return PROJECTORS[name](dim=dim, k=k, seed=seed, device=device, **options)
+    except TypeError as exc:
+        raise InvalidParameterError(f"bad projector_options for {name!r}: {exc}") from exc
