@@ -1,0 +1,177 @@
+"""The ``direct-opt`` command.
+
+    direct-opt backends
+    direct-opt solve --stats DIR -k K [--tau-rel 0.1 | --tau T] [--backend NAME] [--out selection.json]
+    direct-opt compare --stats DIR -k K [--backends a,b] [--plot out.png]
+    direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
+    direct-opt demo [--out DIR] [--quick] [--seed S]
+    direct-opt evaluate ...
+
+Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
+Ctrl-C exits 130 with a message.  ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+
+# subcommand -> module providing add_parser(subparsers) and run(args) -> int
+SUBCOMMANDS = {
+    "extract": "direct_opt.extract.cli",
+    "demo": "direct_opt.demo",
+    "evaluate": "direct_opt.evaluate.cli",
+    "compare": "direct_opt.compare",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line arguments (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _finite_float(text: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return v
+
+
+def add_problem_args(p: argparse.ArgumentParser) -> None:
+    """--stats / -k / --tau-rel | --tau, shared by solve and compare."""
+    p.add_argument("--stats", required=True, help="stats directory written by GradientStats.save / extract")
+    p.add_argument("-k", "--k", dest="k", type=_positive_int, required=True, help="number of samples to select")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tau-rel", type=_finite_float, default=None, help="budget tau = tau_rel * mean(a) * K (default 0.1)")
+    g.add_argument("--tau", type=_finite_float, default=None, help="absolute stiff budget")
+    p.add_argument("--mmap", action="store_true", help="memory-map the stats instead of reading them into RAM")
+    p.add_argument("--max-iter", type=_positive_int, default=20, help="T_max (default 20)")
+    p.add_argument("--tol", type=_finite_float, default=1e-4, help="delta: stop when ||w_t+1 - w_t|| < tol")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-limit", type=_finite_float, default=None, help="seconds; returns the best feasible selection so far")
+
+
+def load_problem(args: argparse.Namespace):
+    """(stats, problem) from the shared arguments."""
+    from .problem import SelectionProblem
+    from .stats import GradientStats
+
+    stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not args.mmap)
+    tau_rel = 0.1 if (args.tau is None and args.tau_rel is None) else args.tau_rel
+    return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=tau_rel, tau=args.tau)
+
+
+def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything needed to audit and reproduce a selection."""
+    return {
+        "direct_opt_version": __version__,
+        "backend": res.backend,
+        "parameters": {
+            "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
+            "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
+            "local_search": not getattr(args, "no_local_search", False),
+        },
+        "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r},
+        "result": res.to_dict(),
+    }
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    from .solvers import get_backend, available_backends
+
+    for name in available_backends():
+        b = get_backend(name)
+        doc = (type(b).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:12s} forms={','.join(sorted(b.forms)):15s} constraints={','.join(sorted(b.kinds)):28s} {doc}")
+    return 0
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from .solvers import solve
+
+    stats, problem = load_problem(args)
+    kw = {} if not args.no_local_search else {"local_search": False}
+    res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
+                time_limit=args.time_limit, **kw)
+    print(res.summary())
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(selection_record(res, stats, problem, args), indent=1))
+        print(f"selection written to {args.out}")
+    return 0 if res.status != "infeasible" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="direct-opt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"direct-opt {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    p = sub.add_parser("backends", help="list the solver backends")
+    p.set_defaults(func=_cmd_backends)
+    p = sub.add_parser("solve", help="select K samples from precomputed gradient statistics")
+    add_problem_args(p)
+    p.add_argument("--backend", default="sca-exact", help="solver backend (see `direct-opt backends`)")
+    p.add_argument("--no-local-search", action="store_true", help="skip the 1-swap local search after rounding")
+    p.add_argument("--out", default=None, help="write indices + certificates as JSON here")
+    p.set_defaults(func=_cmd_solve)
+    for name, module in SUBCOMMANDS.items():
+        try:
+            importlib.import_module(module).add_parser(sub)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not module.startswith(exc.name):
+                raise
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``direct-opt`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "command", None):
+            raise UsageError("no command given; try `direct-opt --help`")
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"direct-opt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("direct-opt: interrupted (Ctrl-C); nothing was written for the unfinished step.", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0) if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
+        if debug:
+            raise
+        msg = str(exc).replace("\n", " ") or type(exc).__name__
+        print(f"direct-opt: error: {type(exc).__name__}: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
