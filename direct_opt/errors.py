@@ -57,3 +57,7 @@ class ExtractionError(DirectOptError, ValueError):
 
 class OutputLockedError(DirectOptError, RuntimeError):
     """Another process holds the lock on an output directory."""
+
+
+class SolverError(DirectOptError, RuntimeError):
+    """A numerical solver failed to return any point (not an infeasibility verdict)."""

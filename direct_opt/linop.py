@@ -49,7 +49,7 @@ class ColumnOperator:
         self.block_cols = int(block_cols)
         self._col_sq: np.ndarray | None = None
         self._col_norms: np.ndarray | None = None
-        self._sigma_sq: float | None = None
+        self._gram: np.ndarray | None = None
 
     # ---------------------------------------------------------------- blocks
     def _blocks(self):
@@ -124,17 +124,15 @@ class ColumnOperator:
             self._col_norms = np.sqrt(self.col_sq_norms())
         return self._col_norms
 
-    def sigma_max_sq(self) -> float:
-        """Largest eigenvalue of G G^T (= sigma_max(G)^2), exact via the (r, r) Gram (cached)."""
-        if self._sigma_sq is None:
+    def gram(self) -> np.ndarray:
+        """G G^T, float64 (r, r) (cached; one streamed pass)."""
+        if self._gram is None:
             if self.is_torch:
                 G = self.G.to(self._tdtype)
-                gram = (G @ G.T).double().cpu().numpy()
+                self._gram = (G @ G.T).double().cpu().numpy()
             else:
                 gram = np.zeros((self.r, self.r))
                 for _, _, B in self._blocks():
                     gram += (B @ B.T).astype(np.float64)
-            ev = np.linalg.eigvalsh(gram)
-            # eigvalsh is backward stable: pad by its error scale so the bound stays valid.
-            self._sigma_sq = float(ev[-1] + 1e-10 * abs(ev[-1]) + 1e-300)
-        return self._sigma_sq
+                self._gram = gram
+        return self._gram

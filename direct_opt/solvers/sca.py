@@ -15,6 +15,8 @@ so f(w_t) never decreases.  rho_t = prox * ||grad f(w_t)||_inf (scale-free).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..oracle import make_oracle
@@ -40,21 +42,28 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
     history, converged, timed_out, t = [], False, False, 0
     grad = problem.gradient(w, p)
     gap = float(grad @ (oracle.lmo(grad) - w))
+    f = problem.value_from(p, w)
+    notes = []
     for t in range(1, ctx.max_iter + 1):
         w_next = subproblem(w, grad)
+        p_next = problem.op.matvec(w_next)
+        f_next = problem.value_from(p_next, w_next)
+        if f_next < f - 1e-9 * max(1.0, abs(f)):  # only an inexact subproblem can do this
+            notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
+            t -= 1
+            break
         step = float(np.linalg.norm(w_next - w))
-        w = w_next
-        p = problem.op.matvec(w)
+        w, p, f = w_next, p_next, f_next
         grad = problem.gradient(w, p)
         gap = max(0.0, float(grad @ (oracle.lmo(grad) - w)))
-        history.append({"iter": t, "objective": problem.value_from(p, w), "step": step, "gap": gap})
+        history.append({"iter": t, "objective": f, "step": step, "gap": gap})
         if step < ctx.tol:
             converged = True
             break
         if ctx.out_of_time():
             timed_out = True
             break
-    msg = getattr(oracle, "message", "")
+    msg = "; ".join([m for m in [getattr(oracle, "message", "")] + notes if m])
     return Relaxation(w=w, history=history, iterations=t, converged=converged, timed_out=timed_out, gap=gap, message=msg)
 
 
@@ -111,7 +120,7 @@ class ScaOsqp(Backend):
         cons = _cvxpy_constraints(problem, w)
         conic = bool(problem.nonlinear)
         solver = cp.CLARABEL if conic else cp.OSQP
-        kw = {} if conic else {"eps_abs": ctx.options["eps"], "eps_rel": ctx.options["eps"], "max_iter": 200000, "polishing": True}
+        kw = {} if conic else {"eps_abs": ctx.options["eps"], "eps_rel": ctx.options["eps"], "max_iter": 20000, "polishing": True}
         oracle = make_oracle(problem)
         note = f"subproblems modelled in cvxpy, solved by {solver}"
         if problem.nonlinear:
@@ -123,7 +132,7 @@ class ScaOsqp(Backend):
                 obj = obj + problem.c @ w
             prob = cp.Problem(cp.Maximize(obj), cons)
             prob.solve(solver=solver, **kw)
-            _check(prob, cp)
+            _check(prob, cp, w)
             wv = np.clip(np.asarray(w.value, float), problem.lb, problem.ub)
             grad = problem.gradient(wv)
             gap = max(0.0, float(grad @ (oracle.lmo(grad) - wv)))
@@ -137,8 +146,10 @@ class ScaOsqp(Backend):
         def sub(w_t: np.ndarray, grad: np.ndarray) -> np.ndarray:
             rho = prox * max(float(np.abs(grad).max()), 1e-300)
             d.value = w_t + grad / rho
-            prob.solve(solver=solver, warm_start=True, **kw)
-            _check(prob, cp)
+            with warnings.catch_warnings():  # inexact points are handled by the SCA loop
+                warnings.simplefilter("ignore", UserWarning)
+                prob.solve(solver=solver, warm_start=True, **kw)
+            _check(prob, cp, w)
             return np.clip(np.asarray(w.value, float), problem.lb, problem.ub)
 
         rel = sca_loop(problem, ctx, oracle, sub)
@@ -146,10 +157,12 @@ class ScaOsqp(Backend):
         return rel
 
 
-def _check(prob, cp) -> None:
-    from ..errors import InfeasibleProblemError
+def _check(prob, cp, w) -> None:
+    """Infeasible -> InfeasibleProblemError; no point at all -> SolverError; an inexact point
+    (iteration limit) is accepted: the SCA loop rejects it if it lowers f."""
+    from ..errors import InfeasibleProblemError, SolverError
 
     if prob.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         raise InfeasibleProblemError("the continuous relaxation is infeasible (cvxpy reports infeasible).")
-    if prob.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-        raise InfeasibleProblemError(f"the cvxpy subproblem did not solve (status {prob.status}).")
+    if w.value is None:
+        raise SolverError(f"the cvxpy subproblem returned no point (status {prob.status}); try backend 'sca-exact'.")
