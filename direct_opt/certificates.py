@@ -21,7 +21,7 @@ import numpy as np
 from .oracle import DirectPolytope
 from .problem import SelectionProblem
 
-SPECTRAL_DIRECTIONS = 8
+SPECTRAL_DIRECTIONS = 3
 
 
 def spectral_bound(problem: SelectionProblem, outer: DirectPolytope, m_max: int = SPECTRAL_DIRECTIONS) -> float:

@@ -54,6 +54,7 @@ class DirectPolytope:
         self.lb = np.zeros(n) if lb is None else np.asarray(lb, dtype=np.float64)
         self.ub = np.ones(n) if ub is None else np.asarray(ub, dtype=np.float64)
         self.free = np.flatnonzero(self.lb < self.ub)
+        self.all_free = self.free.size == n
         self.base = self.lb.copy()  # fixed coordinates sit at lb == ub
         self.k_free = float(k) - float(self.base.sum())
         self.tau = tau
@@ -77,7 +78,13 @@ class DirectPolytope:
     def min_budget_free(self) -> float:
         return float(self.a_free @ top_k_fractional(-self.a_free, self.k_free))
 
+    def _free_part(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        return v if self.all_free else v[self.free]
+
     def _assemble(self, x_free: np.ndarray) -> np.ndarray:
+        if self.all_free:
+            return x_free
         w = self.base.copy()
         w[self.free] = x_free
         return w
@@ -86,26 +93,41 @@ class DirectPolytope:
     def lmo(self, c: np.ndarray) -> np.ndarray:
         """Exact maximiser of c^T w over the polytope (a vertex, at most 2 fractional entries
         in general position)."""
-        cf = np.asarray(c, dtype=np.float64)[self.free]
+        cf = self._free_part(c)
         af = self.a_free
         x0 = top_k_fractional(cf, self.k_free)
         if self.tau is None or af @ x0 <= self.tau_free:
             return self._assemble(x0)
         tau = self.tau_free
-        lo, hi = 0.0, max(1.0, float(np.abs(cf).max()) / max(float(af[af > 0].min(initial=1.0)), 1e-300))
-        x_hi = top_k_fractional(cf - hi * af, self.k_free)
-        for _ in range(_BISECT_MAX):  # grow until the budget holds
-            if af @ x_hi <= tau:
-                break
-            lo, hi = hi, hi * 4.0
-            x_hi = top_k_fractional(cf - hi * af, self.k_free)
+        # bracket the budget multiplier geometrically around a scale guess, then bisect
+        pos = af[af > 0]
+        spread = float(np.median(np.abs(cf))) or float(np.abs(cf).max()) or 1.0
+        mu = spread / float(np.median(pos) if pos.size else 1.0)
+        x_mu = top_k_fractional(cf - mu * af, self.k_free)
+        lo, x_lo, hi, x_hi = 0.0, x0, mu, x_mu
+        if af @ x_mu > tau:
+            lo, x_lo = mu, x_mu
+            while hi < 1e300:
+                hi *= 4.0
+                x_hi = top_k_fractional(cf - hi * af, self.k_free)
+                if af @ x_hi <= tau:
+                    break
+                lo, x_lo = hi, x_hi
+        else:
+            for _ in range(60):
+                trial = hi / 4.0
+                x_t = top_k_fractional(cf - trial * af, self.k_free)
+                if af @ x_t > tau:
+                    lo, x_lo = trial, x_t
+                    break
+                hi, x_hi = trial, x_t
         x_lo = x0
         for _ in range(_BISECT_MAX):
             if np.count_nonzero(x_lo != x_hi) <= 2 or hi - lo <= 1e-15 * hi:
                 w, certified = self._mix(cf, x_lo, x_hi)
                 if certified or hi - lo <= 1e-15 * hi:
                     return self._assemble(w)
-            mid = 0.5 * (lo + hi)
+            mid = np.sqrt(lo * hi) if lo > 0 and hi > 2.0 * lo else 0.5 * (lo + hi)
             x_mid = top_k_fractional(cf - mid * af, self.k_free)
             if af @ x_mid > tau:
                 lo, x_lo = mid, x_mid

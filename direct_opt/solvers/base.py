@@ -31,6 +31,7 @@ from ..certificates import certified_ratio, upper_bound
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..problem import SelectionProblem
 from ..result import SelectionResult
+from ..stats import int_scalar, real_scalar
 from ..rounding import diagnose_infeasibility, round_selection
 
 DEFAULT_MAX_ITER = 20
@@ -101,10 +102,21 @@ class Backend:
             )
         if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise InvalidParameterError(f"max_iter={max_iter!r} must be an integer >= 1.")
-        if not np.isfinite(tol) or tol < 0:
+        if real_scalar("tol", tol, finite=False) < 0 or not np.isfinite(tol):
             raise InvalidParameterError(f"tol={tol!r} must be a finite number >= 0.")
-        if time_limit is not None and (not np.isfinite(time_limit) or time_limit <= 0):
+        if time_limit is not None and (
+            not np.isfinite(real_scalar("time_limit", time_limit, finite=False)) or time_limit <= 0
+        ):
             raise InvalidParameterError(f"time_limit={time_limit!r} must be > 0 seconds.")
+        seed = int_scalar("seed", seed, minimum=0)
+        for key, val in options.items():
+            default = self.options[key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                real_scalar(f"option {key}", val)
+            elif isinstance(default, (bool, str)) and not isinstance(val, type(default)):
+                raise InvalidParameterError(
+                    f"option {key}={val!r} must be a {type(default).__name__} (backend {self.name!r})."
+                )
         problem.require(
             self.name, self.kinds, self.forms,
             kind_support={n: b.kinds for n, b in _REGISTRY.items()},

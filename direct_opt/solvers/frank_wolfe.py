@@ -40,7 +40,7 @@ class FrankWolfe(Backend):
     name = "frank-wolfe"
     forms = {"convex", "concave"}
     kinds = {"bounds", "linear"}
-    options = {"variant": "vanilla", "init": "center"}
+    options = {"variant": "vanilla", "init": "norms"}
 
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         from ..errors import InvalidParameterError
@@ -121,7 +121,7 @@ class FWBlock(Backend):
     name = "fw-block"
     forms = {"convex", "concave"}
     kinds = {"bounds"}
-    options = {"block_size": None, "init": "center"}
+    options = {"block_size": None, "init": "norms"}
 
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         P = problem

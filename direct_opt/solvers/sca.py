@@ -36,16 +36,17 @@ def initial_point(problem: SelectionProblem, oracle, init: str) -> np.ndarray:
 
 
 def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Relaxation:
-    """Generic SCA loop; ``subproblem(w, grad) -> w_next``."""
+    """Generic SCA loop; ``subproblem(w, grad, v) -> w_next`` with v = lmo(grad) precomputed."""
     w = initial_point(problem, oracle, ctx.options.get("init", "center"))
     p = problem.op.matvec(w)
     history, converged, timed_out, t = [], False, False, 0
     grad = problem.gradient(w, p)
-    gap = float(grad @ (oracle.lmo(grad) - w))
     f = problem.value_from(p, w)
     notes = []
+    v = oracle.lmo(grad)
+    gap = max(0.0, float(grad @ (v - w)))
     for t in range(1, ctx.max_iter + 1):
-        w_next = subproblem(w, grad)
+        w_next = subproblem(w, grad, v)
         p_next = problem.op.matvec(w_next)
         f_next = problem.value_from(p_next, w_next)
         if f_next < f - 1e-9 * max(1.0, abs(f)):  # only an inexact subproblem can do this
@@ -55,7 +56,8 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
         step = float(np.linalg.norm(w_next - w))
         w, p, f = w_next, p_next, f_next
         grad = problem.gradient(w, p)
-        gap = max(0.0, float(grad @ (oracle.lmo(grad) - w)))
+        v = oracle.lmo(grad)  # gap certificate, and the next LP subproblem's answer
+        gap = max(0.0, float(grad @ (v - w)))
         history.append({"iter": t, "objective": f, "step": step, "gap": gap})
         if step < ctx.tol:
             converged = True
@@ -73,15 +75,15 @@ class ScaExact(Backend):
 
     name = "sca-exact"
     kinds = {"bounds", "linear"}
-    options = {"prox": 0.0, "init": "center"}
+    options = {"prox": 0.0, "init": "norms"}
 
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         oracle = make_oracle(problem)
         prox = float(ctx.options["prox"])
 
-        def sub(w: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        def sub(w: np.ndarray, grad: np.ndarray, v: np.ndarray) -> np.ndarray:
             if prox <= 0:
-                return oracle.lmo(grad)
+                return v
             rho = prox * max(float(np.abs(grad).max()), 1e-300)
             return oracle.project(w + grad / rho)
 
@@ -143,7 +145,7 @@ class ScaOsqp(Backend):
         prob = cp.Problem(cp.Maximize(d @ w - 0.5 * cp.sum_squares(w)), cons)
         prox = max(float(ctx.options["prox"]), 1e-12)
 
-        def sub(w_t: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        def sub(w_t: np.ndarray, grad: np.ndarray, v: np.ndarray) -> np.ndarray:
             rho = prox * max(float(np.abs(grad).max()), 1e-300)
             d.value = w_t + grad / rho
             with warnings.catch_warnings():  # inexact points are handled by the SCA loop
