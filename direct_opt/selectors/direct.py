@@ -1,0 +1,73 @@
+"""``direct``: the paper's program (DESIGN §1.2) solved by a named backend."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..constraints import Constraint
+from ..errors import InfeasibleProblemError
+from ..problem import SelectionProblem
+from .base import Pick, SelectorInputs, register_selector
+
+#: Paper defaults: relative stiff budget tau = 0.1 * mean(a) * K, the exact SCA backend.
+DEFAULT_TAU_REL = 0.1
+DEFAULT_BACKEND = "sca-exact"
+
+
+@register_selector("direct")
+def direct_selector(
+    inp: SelectorInputs,
+    *,
+    backend: str = DEFAULT_BACKEND,
+    tau_rel: float | None = DEFAULT_TAU_REL,
+    tau: float | None = None,
+    constraints: Iterable[Constraint] = (),
+    **solver_options: Any,
+) -> Pick:
+    """DiReCT: max ||G w||^2 s.t. 1^T w = K, a^T w <= tau (+ constraints), w in {0,1}^N.
+
+    Options:
+        backend: a solver backend name (``direct_opt.available_backends()``).
+        tau_rel: tau = tau_rel * mean(a) * K (paper 0.1); ignored when ``tau`` is given.
+        tau: absolute stiff budget.
+        constraints: extra :class:`~direct_opt.constraints.Constraint` objects.
+        **solver_options: passed to :func:`direct_opt.solve` (max_iter, tol, local_search,
+            time_limit, backend options); ``seed`` comes from :func:`select`.
+    Raises:
+        InfeasibleProblemError when no K-subset meets the constraints (never returns one that
+        does not).
+    """
+    if inp.stats is None:
+        raise inp.missing_error("stats (GradientStats from direct_opt.extract.extract_stats)")
+    from ..solvers import solve  # local: keeps `import direct_opt.selectors` light
+
+    problem = SelectionProblem.from_stats(inp.stats, inp.k, tau_rel=tau_rel, tau=tau, constraints=constraints)
+    res = solve(problem, backend=backend, seed=inp.seed, **solver_options)
+    if not res.success:
+        raise InfeasibleProblemError(
+            f"selector 'direct' ({backend}, K={inp.k}, tau={problem.tau}) found no feasible selection: "
+            f"{(res.message or res.status).rstrip('.')}."
+        )
+    diag = {
+        "backend": res.backend,
+        "status": res.status,
+        "objective": res.objective,
+        "objective_relaxed": res.objective_relaxed,
+        "upper_bound": res.upper_bound,
+        "certified_ratio": res.certified_ratio,
+        "solve_time_s": res.time_s,
+        "iterations": res.iterations,
+        "converged": res.converged,
+        "gap": res.gap,
+        "message": res.message,
+        "tau": problem.tau,
+        "tau_rel": tau_rel if tau is None else None,
+        "budget_used": float(problem.a[res.indices].sum()),
+        "k_star": inp.stats.k_star,
+        "r": inp.stats.r,
+        "violations": res.violations,
+        "constraints": [c.name for c in problem.constraints],
+        "solver_options": {key: repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
+                           for key, v in solver_options.items()},
+    }
+    return Pick(res.indices, diag)

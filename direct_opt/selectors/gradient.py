@@ -1,0 +1,290 @@
+"""Gradient selectors on GradientStats: ``less``, ``grad-norm``, ``taylor``.
+
+Coordinates. The stats hold per-sample eigen-coordinates c_i = sqrt(k) Vᵀ z_i (columns of
+``stats.eigen_coords()``, (k, N), stiff rows first), where z_i = R g_i is the sketch of
+the per-sample gradient g_i and H̃ = V Λ Vᵀ the sketched validation curvature
+(``stats.eigvals`` = Λ); ``stats.val_grad`` = sqrt(k) Vᵀ z̄_val is the mean validation
+gradient in the same coordinates. With u = c / sqrt(k) = Vᵀ z (an orthogonal rotation of
+the sketch) inner products are those of the sketch, which the JL sketch makes ≈ those of
+parameter space (R has N(0, 1/k) entries, E[RᵀR] = I):
+
+    g_iᵀ g_j ≈ u_iᵀ u_j,     sᵀ F s ≈ u_sᵀ Λ u_s     (F: validation Fisher/GGN).
+
+So in u-coordinates the curvature is H = diag(Λ); equivalently, in c-coordinates every
+inner product carries 1/k: H_c = diag(Λ)/k and the linear term is ḡ_cᵀ s_c / k. With
+``curvature="hessian-lanczos"`` stats the sketch is z = Uᵀ g (U: top Hessian
+eigenvectors), V = I and Λ are Hessian eigenvalues: the same formulas then give the
+Taylor estimate restricted to the top-k Hessian subspace.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InvalidInputError, InvalidParameterError
+from ..stats import GradientStats
+from .base import Pick, SelectorInputs, register_selector, score_summary, top_k
+
+_CHUNK = 1 << 15  # columns per block when streaming (memory-mapped) coordinates
+
+#: Default one-step learning rate of ``taylor``: the default annealing peak LR of
+#: :func:`direct_opt.lm.train.anneal` (3e-3). Set it to your schedule's peak LR; only
+#: the ratio between the linear and curvature terms (∝ eta) changes the choice.
+DEFAULT_TAYLOR_ETA = 3e-3
+TAYLOR_NORMALIZE = ("mean", "sum", "unit")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _need_whole_sketch(inp: SelectorInputs, what: str, fields: tuple[str, ...] = ("G_stiff", "val_grad")
+                       ) -> GradientStats:
+    """stats with ``fields`` (whole-sketch eigen-coordinates), else a clear InvalidInputError."""
+    if inp.stats is None:
+        raise inp.missing_error(f"stats (GradientStats with {', '.join(fields)}) for {what}")
+    st = inp.stats
+    missing = [n for n in fields if getattr(st, n) is None]
+    if missing:
+        raise InvalidInputError(
+            f"selector {inp.name!r} needs stats with {', '.join(fields)} (whole-sketch "
+            f"eigen-coordinates); these stats lack {missing}. Re-extract with "
+            "direct_opt.extract.ExtractConfig(store_stiff=True) (the default)."
+        )
+    return st
+
+
+def coord_blocks(stats: GradientStats, chunk: int = _CHUNK) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield (start, stop, C[:, start:stop]) float64 blocks of the (k, N) eigen-coordinates.
+
+    Streams column blocks (works on memory-mapped stats without materialising (k, N)).
+    """
+    if stats.G_stiff is None:
+        stats.eigen_coords()  # raises the standard message
+    for s in range(0, stats.n, chunk):
+        e = min(stats.n, s + chunk)
+        yield s, e, np.vstack([np.asarray(stats.G_stiff[:, s:e], np.float64),
+                               np.asarray(stats.G_flat[:, s:e], np.float64)])
+
+
+def cosine_scores(stats: GradientStats) -> np.ndarray:
+    """(N,) cos(c_i, val_grad) over all k eigen-coordinates (= cos(z_i, z̄_val): V is orthogonal).
+
+    Samples with a zero gradient get cosine 0.
+    """
+    if stats.val_grad is None:
+        raise InvalidInputError("these stats have no val_grad; re-extract with direct_opt.extract.extract_stats.")
+    v = np.asarray(stats.val_grad, np.float64)
+    vn = float(np.linalg.norm(v))
+    if vn == 0.0:
+        raise InvalidInputError("the mean validation gradient (stats.val_grad) is zero: cosine is undefined.")
+    out = np.empty(stats.n)
+    for s, e, c in coord_blocks(stats):
+        norms = np.linalg.norm(c, axis=0)
+        dots = v @ c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[s:e] = np.where(norms > 0, dots / (norms * vn), 0.0)
+    return out
+
+
+# -------------------------------------------------------------------------------- LESS
+
+
+@register_selector("less")
+def less_selector(inp: SelectorInputs) -> Pick:
+    """LESS: top-K cosine between each sample's projected gradient and the mean validation gradient.
+
+    Differences from Xia et al. (2024): plain (not Adam-preconditioned) gradients, one
+    validation target (the mean gradient) instead of a max over tasks, the sketch of the
+    stats instead of LoRA gradients. Ties go to the lower index.
+    """
+    st = _need_whole_sketch(inp, "cosine scores")
+    scores = cosine_scores(st)
+    idx = top_k(scores, inp.k, "cosine")
+    return Pick(idx, {"score": "cos(g_i, mean val gradient) in the sketch", **score_summary(scores, idx)}, scores)
+
+
+# --------------------------------------------------------------------------- grad-norm
+
+
+@register_selector("grad-norm")
+def grad_norm_selector(inp: SelectorInputs) -> Pick:
+    """Top-K per-sample gradient norm ``stats.grad_norms`` (full gradient, before projection)."""
+    if inp.stats is None or inp.stats.grad_norms is None:
+        if inp.stats is None:
+            raise inp.missing_error("stats with grad_norms")
+        raise InvalidInputError(
+            "selector 'grad-norm' needs stats with grad_norms; these stats have none "
+            "(direct_opt.extract.extract_stats stores them)."
+        )
+    scores = np.asarray(inp.stats.grad_norms, np.float64)
+    idx = top_k(scores, inp.k, "grad_norms")
+    return Pick(idx, {"score": "||g_i||", **score_summary(scores, idx)}, scores)
+
+
+# ------------------------------------------------------------------------------ Taylor
+
+
+def _as_h(H: np.ndarray, d: int) -> np.ndarray:
+    H = np.asarray(H, np.float64)
+    if H.shape not in ((d,), (d, d)):
+        raise InvalidParameterError(f"H must be (d,) diagonal or (d, d) with d={d}; got {H.shape}.")
+    return H
+
+
+def _hmul(H: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """H x for H diagonal (d,) or full (d, d); x (d,) or (d, m)."""
+    if H.ndim == 1:
+        return H * x if x.ndim == 1 else H[:, None] * x
+    return H @ x
+
+
+def _check_eta(eta: float) -> float:
+    if isinstance(eta, bool) or not np.isfinite(eta) or eta <= 0:
+        raise InvalidParameterError(f"eta={eta!r} must be a finite step size > 0.")
+    return float(eta)
+
+
+def taylor_gain(g_cols: np.ndarray, g_val: np.ndarray, H: np.ndarray, eta: float, normalize: str = "sum") -> float:
+    """Second-order Taylor estimate of the validation-loss *decrease* of one step.
+
+    Δ = eta ḡᵀs − (eta²/2) sᵀ H s  ≈  L_val(θ) − L_val(θ − eta s).
+
+    Args:
+        g_cols: (d, m) gradients of the selected samples (columns).
+        g_val: (d,) mean validation gradient ḡ.
+        H: (d, d) validation curvature (or (d,) diagonal).
+        eta: step size.
+        normalize: ``"sum"`` s = Σ g_i (a step on the summed loss); ``"mean"``
+            s = (1/m) Σ g_i (a step on the mean loss); ``"unit"`` s = (1/m) Σ g_i/||g_i||.
+    Returns:
+        Δ in loss units (positive = the validation loss goes down).
+    """
+    g = np.asarray(g_cols, np.float64)
+    if g.ndim == 1:
+        g = g[:, None]
+    gv = np.asarray(g_val, np.float64)
+    H = _as_h(H, g.shape[0])
+    eta = _check_eta(eta)
+    if normalize == "unit":
+        n = np.linalg.norm(g, axis=0)
+        g = g / np.where(n > 0, n, 1.0)
+    if normalize not in TAYLOR_NORMALIZE:
+        raise InvalidParameterError(f"normalize={normalize!r}; choose one of {TAYLOR_NORMALIZE}.")
+    s = g.sum(1) / (g.shape[1] if normalize in ("mean", "unit") else 1.0)
+    return float(eta * gv @ s - 0.5 * eta**2 * s @ _hmul(H, s))
+
+
+def greedy_taylor(
+    C: np.ndarray, g_val: np.ndarray, H: np.ndarray, eta: float, k: int, normalize: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Greedy maximisation of Δ(S) = eta ḡᵀs − (eta²/2) sᵀHs over K-subsets S.
+
+    Args:
+        C: (d, N) per-sample gradients (columns), in coordinates where H and ḡ live.
+        g_val: (d,) mean validation gradient; H: (d,) diagonal or (d, d) curvature.
+        eta: step size; k: K.
+        normalize: ``"mean"`` (default) scores the final K-set as one step of size eta on
+            its mean gradient, i.e. ``"sum"`` with eta/K; the greedy then maximises exactly
+            that final-set objective. ``"sum"``: s = Σ g_i. ``"unit"``: like ``"mean"``
+            with each g_i scaled to unit norm (direction only, ignores gradient size).
+    Returns:
+        (order (K,) indices in pick order, gains (K,) marginal gain of each pick, Δ(S)).
+        Gains sum to Δ(S). Ties go to the lower index. Cost O(d N) per step (O(d² + dN) for
+        a full H), memory O(N).
+    """
+    d, n = C.shape
+    if normalize not in TAYLOR_NORMALIZE:
+        raise InvalidParameterError(f"normalize={normalize!r}; choose one of {TAYLOR_NORMALIZE}.")
+    if not 1 <= k <= n:
+        raise InvalidParameterError(f"k={k} must satisfy 1 <= k <= N={n}.")
+    H = _as_h(H, d)
+    eta = _check_eta(eta)
+    gv = np.asarray(g_val, np.float64)
+    dt = C.dtype if C.dtype in (np.float32, np.float64) else np.float64
+    C = np.asarray(C, dt)
+    colscale = np.ones(n)
+    if normalize == "unit":
+        norms = np.sqrt(np.einsum("ij,ij->j", C, C, dtype=np.float64))
+        colscale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
+    e = eta / k if normalize in ("mean", "unit") else eta
+    # per-sample terms of the scaled columns u_j = colscale_j * C_j
+    lin = (gv.astype(dt) @ C).astype(np.float64) * colscale           # ḡᵀu_j
+    if H.ndim == 1:
+        quad = np.einsum("ij,ij->j", C, H.astype(dt)[:, None] * C, dtype=np.float64) * colscale**2
+    else:
+        quad = np.einsum("ij,ij->j", C, (H.astype(dt) @ C), dtype=np.float64) * colscale**2
+    cross = np.zeros(n)  # sᵀ H u_j
+    base = e * lin - 0.5 * e * e * quad
+    taken = np.zeros(n, dtype=bool)
+    order = np.empty(k, np.int64)
+    gains = np.empty(k)
+    for t in range(k):
+        gain = base - e * e * cross
+        gain[taken] = -np.inf
+        j = int(np.argmax(gain))
+        order[t], gains[t] = j, gain[j]
+        taken[j] = True
+        if t + 1 < k:
+            hu = _hmul(H, C[:, j].astype(np.float64) * colscale[j])
+            cross += (hu.astype(dt) @ C).astype(np.float64) * colscale
+    return order, gains, float(gains.sum())
+
+
+def stats_taylor_terms(stats: GradientStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(U (k, N), ḡ_u (k,), H (k,)) in u = c/sqrt(k) coordinates: H = diag(eigvals).
+
+    U = eigen_coords()/sqrt(k) = Vᵀ z, ḡ_u = val_grad/sqrt(k), so Δ computed with these
+    is in loss units (up to the JL error of the sketch).
+    """
+    C = stats.eigen_coords()
+    k = C.shape[0]
+    if C.dtype not in (np.float32, np.float64):
+        C = C.astype(np.float64)
+    C *= C.dtype.type(1.0 / math.sqrt(k))
+    gv = np.asarray(stats.val_grad, np.float64) / math.sqrt(k)
+    lam = np.clip(np.asarray(stats.eigvals, np.float64), 0.0, None)
+    return C, gv, lam
+
+
+@register_selector("taylor")
+def taylor_selector(inp: SelectorInputs, *, eta: float = DEFAULT_TAYLOR_ETA, normalize: str = "mean") -> Pick:
+    """GREATS-style: greedy max of the 2nd-order Taylor validation-loss decrease of one step.
+
+    Δ(S) = eta ḡᵀs − (eta²/2) sᵀ H s in the sketched eigen-coordinates, H = the same
+    curvature as ``direct`` (the sketched validation Fisher, H = diag(eigvals) in
+    u = eigen_coords()/sqrt(k)). See :func:`greedy_taylor` for ``normalize`` and
+    :data:`DEFAULT_TAYLOR_ETA`. Selection.scores: the singleton gains Δ({i}).
+    """
+    st = _need_whole_sketch(inp, "the Taylor estimate", ("G_stiff", "val_grad", "eigvals"))
+    eta = _check_eta(eta)
+    U, gv, lam = stats_taylor_terms(st)
+    order, gains, total = greedy_taylor(U, gv, lam, eta, inp.k, normalize)
+    e = eta / inp.k if normalize in ("mean", "unit") else eta
+    if normalize == "unit":
+        norms = np.linalg.norm(U, axis=0)
+        single_cols = U / np.where(norms > 0, norms, np.inf)
+    else:
+        single_cols = U
+    lin = gv @ single_cols
+    single = e * lin - 0.5 * e * e * np.einsum("ij,ij->j", single_cols, lam[:, None] * single_cols)
+    s = U[:, order].astype(np.float64)
+    if normalize == "unit":
+        s = s / np.where(np.linalg.norm(s, axis=0) > 0, np.linalg.norm(s, axis=0), 1.0)
+    s = s.sum(1) * (1.0 / inp.k if normalize in ("mean", "unit") else 1.0)
+    diag = {
+        "eta": eta,
+        "normalize": normalize,
+        "predicted_decrease": total,
+        "linear_term": float(eta * gv @ s),
+        "curvature_term": float(0.5 * eta**2 * s @ (lam * s)),
+        "gain_first": float(gains[0]),
+        "gain_last": float(gains[-1]),
+        "n_negative_gains": int((gains < 0).sum()),
+        "pick_order_head": [int(i) for i in order[:20]],
+        "curvature": st.config.get("curvature", {}).get("kind", "sketched validation Fisher")
+        if isinstance(st.config.get("curvature"), dict) else "sketched validation Fisher",
+    }
+    return Pick(order, diag, single)
