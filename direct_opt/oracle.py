@@ -17,6 +17,34 @@ import numpy as np
 from .errors import InfeasibleProblemError
 
 _BISECT_MAX = 200
+_SHRINK_MIN = 4096  # shrink the LMO's candidate set only when more candidates than this remain
+
+
+def _shrink(c: np.ndarray, a: np.ndarray, k: float, lo: float, hi: float
+            ) -> tuple[np.ndarray | None, np.ndarray]:
+    """Coordinates whose top-K membership is the same for every mu in [lo, hi].
+
+    With m = ceil(k) nonzeros, s_i(mu) = c_i - mu a_i lies between l_i = min(s_i(lo), s_i(hi))
+    and u_i = max(...); the m-th largest score t(mu) lies between the m-th largest l and the
+    m-th largest u.  So l_i > (m-th largest u) puts i strictly in the top m-1 (value 1) and
+    u_i < (m-th largest l) puts i strictly below the top m (value 0), whatever the tie-breaking.
+    Returns (keep mask or None when nothing can be fixed, sure-in mask).
+    """
+    n = c.size
+    kf = int(np.floor(k + 1e-9))
+    m = kf + (1 if k - kf > 1e-9 else 0)
+    if m <= 0 or m >= n:
+        return None, np.zeros(n, dtype=bool)
+    s_lo, s_hi = c - lo * a, c - hi * a
+    l, u = np.minimum(s_lo, s_hi), np.maximum(s_lo, s_hi)
+    u_m = np.partition(u, n - m)[n - m]
+    l_m = np.partition(l, n - m)[n - m]
+    sure_in = l > u_m
+    sure_out = u < l_m
+    keep = ~(sure_in | sure_out)
+    if keep.all():
+        return None, sure_in
+    return keep, sure_in
 
 
 def top_k_fractional(score: np.ndarray, k: float) -> np.ndarray:
@@ -92,62 +120,83 @@ class DirectPolytope:
     # ------------------------------------------------------------------ LMO
     def lmo(self, c: np.ndarray) -> np.ndarray:
         """Exact maximiser of c^T w over the polytope (a vertex, at most 2 fractional entries
-        in general position)."""
-        cf = self._free_part(c)
+        in general position).
+
+        Lagrangian bisection on the budget multiplier mu (top-K of c - mu a per step).  Once
+        the bracket [lo, hi] is known, coordinates whose score c_i - mu a_i is provably above
+        (below) the K-th largest score for *every* mu in the bracket are fixed to 1 (0), and
+        later steps work on the remaining candidates only; the iterates are exactly those of
+        the full bisection, only cheaper (O(N) for the first steps, then shrinking).
+        """
+        cf = np.asarray(c, dtype=np.float64)[self.free]
         af = self.a_free
         x0 = top_k_fractional(cf, self.k_free)
         if self.tau is None or af @ x0 <= self.tau_free:
             return self._assemble(x0)
         tau = self.tau_free
-        # bracket the budget multiplier geometrically around a scale guess, then bisect
-        pos = af[af > 0]
-        spread = float(np.median(np.abs(cf))) or float(np.abs(cf).max()) or 1.0
-        mu = spread / float(np.median(pos) if pos.size else 1.0)
-        x_mu = top_k_fractional(cf - mu * af, self.k_free)
-        lo, x_lo, hi, x_hi = 0.0, x0, mu, x_mu
-        if af @ x_mu > tau:
-            lo, x_lo = mu, x_mu
-            while hi < 1e300:
-                hi *= 4.0
-                x_hi = top_k_fractional(cf - hi * af, self.k_free)
-                if af @ x_hi <= tau:
-                    break
-                lo, x_lo = hi, x_hi
-        else:
-            for _ in range(60):
-                trial = hi / 4.0
-                x_t = top_k_fractional(cf - trial * af, self.k_free)
-                if af @ x_t > tau:
-                    lo, x_lo = trial, x_t
-                    break
-                hi, x_hi = trial, x_t
+        lo, hi = 0.0, max(1.0, float(np.abs(cf).max()) / max(float(af[af > 0].min(initial=1.0)), 1e-300))
+        x_hi = top_k_fractional(cf - hi * af, self.k_free)
         x_lo = x0
-        for _ in range(_BISECT_MAX):
+        for _ in range(_BISECT_MAX):  # grow until the budget holds (x_lo stays the top-K at lo)
+            if af @ x_hi <= tau:
+                break
+            lo, x_lo, hi = hi, x_hi, hi * 4.0
+            x_hi = top_k_fractional(cf - hi * af, self.k_free)
+        # active problem: candidates `act` (indices into the free coordinates); `n_in` fixed at 1
+        act = np.arange(cf.size)
+        c_act, a_act, k_act = cf, af, self.k_free
+        n_in, c_in, a_in = 0, 0.0, 0.0
+        fixed_in: list[np.ndarray] = []
+        for it in range(_BISECT_MAX):
+            if act.size > _SHRINK_MIN and it % 2 == 0:
+                keep, sure = _shrink(c_act, a_act, k_act, lo, hi)
+                if keep is not None:
+                    fixed_in.append(act[sure])
+                    n_in += int(sure.sum())
+                    c_in += float(c_act[sure].sum())
+                    a_in += float(a_act[sure].sum())
+                    k_act = self.k_free - n_in
+                    act, c_act, a_act = act[keep], c_act[keep], a_act[keep]
+                    x_lo, x_hi = x_lo[keep], x_hi[keep]
             if np.count_nonzero(x_lo != x_hi) <= 2 or hi - lo <= 1e-15 * hi:
-                w, certified = self._mix(cf, x_lo, x_hi)
+                w, certified = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf, act, fixed_in)
                 if certified or hi - lo <= 1e-15 * hi:
-                    return self._assemble(w)
-            mid = np.sqrt(lo * hi) if lo > 0 and hi > 2.0 * lo else 0.5 * (lo + hi)
-            x_mid = top_k_fractional(cf - mid * af, self.k_free)
-            if af @ x_mid > tau:
+                    return self._assemble(self._expand(cf.size, act, w, fixed_in))
+            mid = 0.5 * (lo + hi)
+            x_mid = top_k_fractional(c_act - mid * a_act, k_act)
+            if a_in + a_act @ x_mid > tau:
                 lo, x_lo = mid, x_mid
             else:
                 hi, x_hi = mid, x_mid
-        return self._assemble(self._mix(cf, x_lo, x_hi)[0])
+        w = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf, act, fixed_in)[0]
+        return self._assemble(self._expand(cf.size, act, w, fixed_in))
 
-    def _mix(self, cf: np.ndarray, x_lo: np.ndarray, x_hi: np.ndarray) -> tuple[np.ndarray, bool]:
-        """Budget-tight mix of an over- and an under-budget top-K vertex, and whether weak
-        duality certifies it optimal (both are top-K at the multiplier where they tie)."""
-        af, tau = self.a_free, self.tau_free
-        b_lo, b_hi = float(af @ x_lo), float(af @ x_hi)
+    @staticmethod
+    def _expand(n: int, act: np.ndarray, w_act: np.ndarray, fixed_in: list[np.ndarray]) -> np.ndarray:
+        x = np.zeros(n)
+        for f in fixed_in:
+            x[f] = 1.0
+        x[act] = w_act
+        return x
+
+    def _mix_active(self, c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf, act, fixed_in
+                    ) -> tuple[np.ndarray, bool]:
+        """Budget-tight mix of an over- and an under-budget top-K vertex (on the active set), and
+        whether weak duality certifies it optimal (both are top-K at the multiplier where they tie)."""
+        tau = self.tau_free
+        b_lo, b_hi = a_in + float(a_act @ x_lo), a_in + float(a_act @ x_hi)
         if b_lo <= b_hi:
             return x_hi, False
         theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
         w = theta * x_lo + (1.0 - theta) * x_hi
-        mu = max(0.0, float(cf @ x_lo - cf @ x_hi) / (b_lo - b_hi))
-        d = cf - mu * af
-        dual = float(d @ top_k_fractional(d, self.k_free)) + mu * tau
-        primal = float(cf @ w)
+        mu = max(0.0, float(c_act @ x_lo - c_act @ x_hi) / (b_lo - b_hi))
+        if lo <= mu <= hi:  # the fixings hold at mu: the dual needs the active set only
+            d = c_act - mu * a_act
+            dual = c_in - mu * a_in + float(d @ top_k_fractional(d, k_act)) + mu * tau
+        else:
+            d = cf - mu * self.a_free
+            dual = float(d @ top_k_fractional(d, self.k_free)) + mu * tau
+        primal = c_in + float(c_act @ w)
         return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
 
     def dual_bound(self, c: np.ndarray, mu: float) -> float:
@@ -211,21 +260,10 @@ class GeneralPolytope:
     kind = "general"
 
     def __init__(self, problem) -> None:
-        import scipy.sparse as sp
-
         n = problem.n
-        rows = [sp.csr_matrix(np.ones((1, n)))]
-        lo, hi = [np.array([problem.k], float)], [np.array([problem.k], float)]
-        if problem.tau is not None:
-            rows.append(sp.csr_matrix(problem.a[None, :]))
-            lo.append(np.array([-np.inf]))
-            hi.append(np.array([problem.tau]))
-        if problem.rows is not None:
-            rows.append(problem.rows.A)
-            lo.append(problem.rows.lo)
-            hi.append(problem.rows.hi)
-        self.C = sp.vstack(rows, format="csc")
-        self.l, self.u = np.concatenate(lo), np.concatenate(hi)
+        rows = problem.all_linear_rows()
+        self.C = rows.A.tocsc()
+        self.l, self.u = rows.lo, rows.hi
         self.lb, self.ub = problem.lb, problem.ub
         self.n = n
         self.message = "extra linear constraints present: subproblems solved by a general LP (scipy HiGHS) / QP (OSQP)"

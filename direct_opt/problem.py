@@ -17,7 +17,7 @@ import numpy as np
 from .constraints import Constraint, LinearRows
 from .errors import InvalidParameterError, ShapeMismatchError, UnsupportedConstraintError
 from .linop import ColumnOperator, _is_torch
-from .stats import GradientStats, as_float_array, check_finite
+from .stats import GradientStats, as_float_array, check_finite, real_scalar
 
 FORMS = {"convex": 1.0, "concave": -0.5}
 FEAS_TOL = 1e-9
@@ -83,11 +83,11 @@ class SelectionProblem:
             raise InvalidParameterError(f"k={k} must satisfy 1 <= k <= N={n}.")
         self.k = int(k)
         if tau is not None:
-            tau = float(tau)
+            tau = real_scalar("tau", tau, finite=False)
             if not np.isfinite(tau) or tau < 0:
                 raise InvalidParameterError(f"tau={tau} must be a finite number >= 0 (or None for no budget).")
         self.tau = tau
-        if form not in FORMS:
+        if not isinstance(form, str) or form not in FORMS:
             raise InvalidParameterError(f"form must be one of {sorted(FORMS)}, got {form!r}.")
         self.form = form
         self.q = FORMS[form]
@@ -99,6 +99,10 @@ class SelectionProblem:
         self.c = c
         self.constraints: list[Constraint] = []
         self._refresh()
+        if constraints is None or isinstance(constraints, (str, bytes, Constraint)) or not hasattr(constraints, "__iter__"):
+            raise InvalidParameterError(
+                f"constraints must be an iterable of Constraint objects, got {type(constraints).__name__}."
+            )
         for con in constraints:
             self.add_constraint(con)
 
@@ -112,7 +116,10 @@ class SelectionProblem:
         **kwargs: Any,
     ) -> "SelectionProblem":
         """Build from GradientStats with tau = tau_rel * mean(a) * K (or an absolute ``tau``)."""
+        if not isinstance(stats, GradientStats):
+            raise InvalidParameterError(f"from_stats expects GradientStats, got {type(stats).__name__}.")
         if tau is None and tau_rel is not None:
+            tau_rel = real_scalar("tau_rel", tau_rel, finite=False)
             if not np.isfinite(tau_rel) or tau_rel <= 0:
                 raise InvalidParameterError(f"tau_rel={tau_rel} must be > 0 (paper default 0.1).")
             if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
@@ -190,6 +197,17 @@ class SelectionProblem:
                     f"backend {backend!r} cannot honour constraint {con.name!r} ({con.kind}); "
                     f"backends that can: {able}."
                 )
+
+    def all_linear_rows(self) -> LinearRows:
+        """Cardinality, budget and extra linear rows stacked: lo <= A w <= hi (A CSR)."""
+        import scipy.sparse as sp
+
+        parts = [LinearRows(sp.csr_matrix(np.ones((1, self.n))), np.array([float(self.k)]), np.array([float(self.k)]), ["cardinality"])]
+        if self.tau is not None:
+            parts.append(LinearRows(sp.csr_matrix(self.a[None, :]), np.array([-np.inf]), np.array([self.tau]), ["budget"]))
+        if self.rows is not None:
+            parts.append(self.rows)
+        return LinearRows.stack(parts)
 
     # -------------------------------------------------------------- objective
     def objective(self, w: np.ndarray) -> float:

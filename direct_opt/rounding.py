@@ -201,23 +201,12 @@ def _swap_repair(st: _State, max_iter: int, rng: np.random.Generator) -> None:
 def _milp_repair(P: SelectionProblem, lin: np.ndarray, time_limit: float) -> np.ndarray | None:
     """Exact feasibility (max lin^T x) over all linear constraints with HiGHS MILP; None if none."""
     from scipy.optimize import Bounds, LinearConstraint, milp
-    import scipy.sparse as sp
 
-    n = P.n
-    A = [sp.csr_matrix(np.ones((1, n)))]
-    lo, hi = [np.array([P.k], float)], [np.array([P.k], float)]
-    if P.tau is not None:
-        A.append(sp.csr_matrix(P.a[None, :]))
-        lo.append(np.array([-np.inf]))
-        hi.append(np.array([P.tau]))
-    if P.rows is not None:
-        A.append(P.rows.A)
-        lo.append(P.rows.lo)
-        hi.append(P.rows.hi)
+    rows = P.all_linear_rows()
     res = milp(
         -lin,
-        constraints=LinearConstraint(sp.vstack(A, format="csr"), np.concatenate(lo), np.concatenate(hi)),
-        integrality=np.ones(n),
+        constraints=LinearConstraint(rows.A, rows.lo, rows.hi),
+        integrality=np.ones(P.n),
         bounds=Bounds(P.lb, P.ub),
         options={"time_limit": time_limit, "disp": False},
     )

@@ -54,6 +54,16 @@ class Context:
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
+def record_iteration(history: list, ctx: Context, t: int, objective: float, step: float, gap: float) -> str | None:
+    """Append one history row; say "converged" (step < tol), "time_limit", or None (go on)."""
+    history.append({"iter": t, "objective": float(objective), "step": float(step), "gap": float(gap)})
+    if step < ctx.tol:
+        return "converged"
+    if ctx.out_of_time():
+        return "time_limit"
+    return None
+
+
 @dataclass
 class Relaxation:
     """A backend's continuous answer. w=None means 'no relaxation: round from empty'."""

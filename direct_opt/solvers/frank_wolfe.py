@@ -20,7 +20,7 @@ import numpy as np
 
 from ..oracle import DirectPolytope, make_oracle
 from ..problem import SelectionProblem
-from .base import Backend, Context, Relaxation, register_backend
+from .base import Backend, Context, Relaxation, record_iteration, register_backend
 from .sca import initial_point
 
 
@@ -57,7 +57,7 @@ class FrankWolfe(Backend):
             w = oracle.lmo(P.op.col_sq_norms() if P.form == "convex" else P.gradient(np.zeros(P.n)))
             active = [[w.copy(), 1.0]]
         p = P.op.matvec(w)
-        history, converged, timed_out, gap, t = [], False, False, np.inf, 0
+        history, stop, gap, t = [], None, np.inf, 0
         for t in range(1, ctx.max_iter + 1):
             grad = P.gradient(w, p)
             v = oracle.lmo(grad)
@@ -78,17 +78,16 @@ class FrankWolfe(Backend):
             if active and gamma > 0:
                 _update_active(active, kind, gamma, v, ia)
             step = gamma * float(np.linalg.norm(d))
-            history.append({"iter": t, "objective": P.value_from(p, w), "step": step, "gap": gap})
-            if step < ctx.tol or gap <= 1e-12 * max(1.0, abs(history[-1]["objective"])):
-                converged = True
-                break
-            if ctx.out_of_time():
-                timed_out = True
+            f = P.value_from(p, w)
+            stop = record_iteration(history, ctx, t, f, step, gap)
+            if stop is None and gap <= 1e-12 * max(1.0, abs(f)):
+                stop = "converged"
+            if stop:
                 break
         grad = P.gradient(w, p)
         gap = max(0.0, float(grad @ (oracle.lmo(grad) - w)))
-        return Relaxation(w=np.clip(w, P.lb, P.ub), history=history, iterations=t, converged=converged,
-                          timed_out=timed_out, gap=gap, message=getattr(oracle, "message", ""))
+        return Relaxation(w=np.clip(w, P.lb, P.ub), history=history, iterations=t, converged=stop == "converged",
+                          timed_out=stop == "time_limit", gap=gap, message=getattr(oracle, "message", ""))
 
 
 def _update_active(active: list, kind: str, gamma: float, v: np.ndarray, ia: int) -> None:
@@ -131,7 +130,7 @@ class FWBlock(Backend):
         p = P.op.matvec(w)
         b = ctx.options["block_size"] or max(256, int(np.ceil(P.n / 8)))
         b = int(min(max(1, b), P.n))
-        history, converged, timed_out, t, steps = [], False, False, 0, 0
+        history, stop, t, steps = [], None, 0, 0
         for t in range(1, ctx.max_iter + 1):
             w_start = w.copy()
             perm = rng.permutation(P.n)
@@ -158,13 +157,10 @@ class FWBlock(Backend):
             grad = P.gradient(w, p)
             gap = max(0.0, float(grad @ (oracle.lmo(grad) - w)))
             step = float(np.linalg.norm(w - w_start))
-            history.append({"iter": t, "objective": P.value_from(p, w), "step": step, "gap": gap})
-            if step < ctx.tol:
-                converged = True
+            stop = record_iteration(history, ctx, t, P.value_from(p, w), step, gap)
+            if stop:
                 break
-            if ctx.out_of_time():
-                timed_out = True
-                break
-        return Relaxation(w=w, history=history, iterations=t, converged=converged, timed_out=timed_out,
+        return Relaxation(w=w, history=history, iterations=t, converged=stop == "converged",
+                          timed_out=stop == "time_limit",
                           gap=history[-1]["gap"] if history else None,
                           message=f"block size {b}, {steps} block steps", info={"block_size": b, "block_steps": steps})

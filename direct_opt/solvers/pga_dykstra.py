@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..problem import SelectionProblem
-from .base import Backend, Context, Relaxation, register_backend
+from .base import Backend, Context, Relaxation, record_iteration, register_backend
 
 
 def dykstra(y: np.ndarray, lb, ub, k: float, a: np.ndarray, tau: float | None, iters: int, tol: float) -> tuple[np.ndarray, int]:
@@ -57,7 +57,7 @@ class PgaDykstra(Backend):
         P, o = problem, ctx.options
         proj = lambda y: dykstra(y, P.lb, P.ub, P.k, P.a, P.tau, int(o["dykstra_iters"]), float(o["dykstra_tol"]))  # noqa: E731
         w, _ = proj(np.full(P.n, P.k / P.n))
-        history, converged, timed_out, t, cycles = [], False, False, 0, 0
+        history, stop, t, cycles = [], None, 0, 0
         for t in range(1, ctx.max_iter + 1):
             w_t = w
             c = P.gradient(w_t)
@@ -66,12 +66,8 @@ class PgaDykstra(Backend):
                 w, used = proj(w + float(o["step_size"]) * direction)
                 cycles += used
             step = float(np.linalg.norm(w - w_t))
-            history.append({"iter": t, "objective": P.objective(w), "step": step, "gap": float("nan")})
-            if step < ctx.tol:
-                converged = True
-                break
-            if ctx.out_of_time():
-                timed_out = True
+            stop = record_iteration(history, ctx, t, P.objective(w), step, float("nan"))
+            if stop:
                 break
         top = np.argpartition(-w, P.k - 1)[: P.k]
         top_budget = float(P.a[top].sum())
@@ -87,5 +83,5 @@ class PgaDykstra(Backend):
         )
         info = {"topk_budget_violation": max(0.0, top_budget / P.tau - 1) if P.tau else 0.0,
                 "cardinality_residual": card_res, "budget_residual": budget_res, "dykstra_cycles": cycles}
-        return Relaxation(w=np.clip(w, P.lb, P.ub), history=history, iterations=t, converged=converged,
-                          timed_out=timed_out, message=msg, info=info)
+        return Relaxation(w=np.clip(w, P.lb, P.ub), history=history, iterations=t, converged=stop == "converged",
+                          timed_out=stop == "time_limit", message=msg, info=info)

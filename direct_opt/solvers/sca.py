@@ -21,7 +21,7 @@ import numpy as np
 
 from ..oracle import make_oracle
 from ..problem import SelectionProblem
-from .base import Backend, Context, Relaxation, register_backend
+from .base import Backend, Context, Relaxation, record_iteration, register_backend
 
 
 def initial_point(problem: SelectionProblem, oracle, init: str) -> np.ndarray:
@@ -39,7 +39,7 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
     """Generic SCA loop; ``subproblem(w, grad, v) -> w_next`` with v = lmo(grad) precomputed."""
     w = initial_point(problem, oracle, ctx.options.get("init", "center"))
     p = problem.op.matvec(w)
-    history, converged, timed_out, t = [], False, False, 0
+    history, stop, t = [], None, 0
     grad = problem.gradient(w, p)
     f = problem.value_from(p, w)
     notes = []
@@ -58,15 +58,12 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
         grad = problem.gradient(w, p)
         v = oracle.lmo(grad)  # gap certificate, and the next LP subproblem's answer
         gap = max(0.0, float(grad @ (v - w)))
-        history.append({"iter": t, "objective": f, "step": step, "gap": gap})
-        if step < ctx.tol:
-            converged = True
-            break
-        if ctx.out_of_time():
-            timed_out = True
+        stop = record_iteration(history, ctx, t, f, step, gap)
+        if stop:
             break
     msg = "; ".join([m for m in [getattr(oracle, "message", "")] + notes if m])
-    return Relaxation(w=w, history=history, iterations=t, converged=converged, timed_out=timed_out, gap=gap, message=msg)
+    return Relaxation(w=w, history=history, iterations=t, converged=stop == "converged",
+                      timed_out=stop == "time_limit", gap=gap, message=msg)
 
 
 @register_backend
