@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InvalidInputError, InvalidParameterError, ShapeMismatchError
-from .stats import as_float_array, check_finite
+from .stats import as_float_array, check_finite, real_scalar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import SelectionProblem
@@ -169,6 +169,9 @@ class GroupQuota(LinearConstraint):
         labels = np.asarray(labels)
         if labels.ndim != 1:
             raise ShapeMismatchError(f"{name}: labels must be 1-D (N,), got shape {labels.shape}.")
+        for label, m in (("min_count", min_count), ("max_count", max_count)):
+            if m is not None and not isinstance(m, Mapping):
+                raise InvalidParameterError(f"{name}: {label} must be a dict {{label: count}}, got {type(m).__name__}.")
         min_count, max_count = dict(min_count or {}), dict(max_count or {})
         if not min_count and not max_count:
             raise InvalidParameterError(f"{name}: give min_count and/or max_count.")
@@ -177,7 +180,8 @@ class GroupQuota(LinearConstraint):
         for g in sorted(set(min_count) | set(max_count), key=str):
             if g not in known:
                 raise InvalidParameterError(f"{name}: group {g!r} does not occur in labels (known: {sorted(map(str, known))[:10]}).")
-            mn, mx = float(min_count.get(g, -np.inf)), float(max_count.get(g, np.inf))
+            mn = real_scalar(f"{name}: min_count[{g!r}]", min_count[g]) if g in min_count else -np.inf
+            mx = real_scalar(f"{name}: max_count[{g!r}]", max_count[g]) if g in max_count else np.inf
             if mn > mx:
                 raise InvalidParameterError(f"{name}: group {g!r} has min {mn} > max {mx}.")
             rows.append((labels == g).astype(np.float64))
@@ -207,8 +211,8 @@ class WeightBudget(LinearConstraint):
         if max_total is None and min_total is None:
             raise InvalidParameterError(f"{name}: give max_total and/or min_total.")
         self.A = sp.csr_matrix(w[None, :])
-        self.lo = np.array([-np.inf if min_total is None else float(min_total)])
-        self.hi = np.array([np.inf if max_total is None else float(max_total)])
+        self.lo = np.array([-np.inf if min_total is None else real_scalar(f"{name}: min_total", min_total)])
+        self.hi = np.array([np.inf if max_total is None else real_scalar(f"{name}: max_total", max_total)])
         self.name = name
 
     def check(self, n: int) -> None:
@@ -280,6 +284,8 @@ class AggregateStiffBudget(Constraint):
         Gs = as_float_array("G_stiff", G_stiff, 2).astype(np.float64)
         lam = as_float_array("eigvals_stiff", eigvals_stiff, 1).astype(np.float64)
         check_finite("G_stiff", Gs)
+        check_finite("eigvals_stiff", lam)
+        tau = real_scalar(f"{name}: tau", tau, finite=False)
         if lam.shape[0] != Gs.shape[0]:
             raise ShapeMismatchError(f"{name}: {lam.shape[0]} eigenvalues for {Gs.shape[0]} stiff rows.")
         if (lam < 0).any() or not np.isfinite(tau) or tau < 0:

@@ -8,12 +8,85 @@ numpy vectors; the heavy products run in G's own precision (at least float32).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 # Stream a memory-mapped / half-precision G in blocks of about this many bytes (as float32).
 DEFAULT_BLOCK_BYTES = 256 << 20
+# A weight vector with fewer nonzeros than this fraction of N is applied by gathering columns.
+SPARSE_FRACTION = 0.05
+
+
+def _upcast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """block (a memmap slice, possibly half precision) as a contiguous array of ``dtype``.
+
+    numpy's float16 -> float32 conversion is scalar (about 0.6 GB/s); torch's is vectorised
+    (~10x faster), so it is used when torch is importable.  Same values either way.
+    """
+    if block.dtype == np.float16 and dtype == np.float32:
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is optional for the solvers
+            return np.asarray(block, dtype=dtype)
+        with warnings.catch_warnings():  # a read-only memmap view: torch only reads it here
+            warnings.simplefilter("ignore", UserWarning)
+            src = torch.from_numpy(block) if all(st > 0 for st in block.strides) else torch.from_numpy(np.ascontiguousarray(block))
+        return src.to(torch.float32, memory_format=torch.contiguous_format).numpy()
+    return np.ascontiguousarray(block, dtype=dtype)
+
+
+def to_device(G: Any, device: Any, chunk_bytes: int = DEFAULT_BLOCK_BYTES) -> Any:
+    """Copy an (r, N) numpy array / memory map to a torch tensor on ``device`` in column chunks.
+
+    The storage dtype is kept (float16 stays float16), so the device holds one copy of G and
+    the host never materialises more than one chunk.  Returns the torch tensor.
+    """
+    import torch
+
+    G_dtype = getattr(torch, np.dtype(G.dtype).name)
+    r, n = int(G.shape[0]), int(G.shape[1])
+    out = torch.empty((r, n), dtype=G_dtype, device=device)
+    step = max(1, chunk_bytes // max(1, r * np.dtype(G.dtype).itemsize))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        out[:, s:e].copy_(torch.from_numpy(np.ascontiguousarray(G[:, s:e])))
+    return out
+
+
+def device_fits(G: Any, device: Any, headroom: float = 0.8) -> bool:
+    """Whether G (its storage bytes plus one float32 block) fits in ``device``'s free memory."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(dev)
+    need = int(np.prod(G.shape)) * np.dtype(G.dtype).itemsize + DEFAULT_BLOCK_BYTES
+    return need <= headroom * free
+
+
+def use_device(problem: Any, device: Any, resident: bool | None = None, block_cols: int | None = None) -> Any:
+    """Make ``problem``'s products with G run on a torch ``device`` (e.g. ``"cuda"``).
+
+    ``resident=True`` copies G to the device once (:func:`to_device`, storage dtype kept);
+    ``resident=False`` keeps G where it is (e.g. a memory map) and streams column blocks to
+    the device for every product; ``None`` picks resident when G fits (:func:`device_fits`).
+    Returns the problem (its ``op`` is replaced; G itself is not changed).
+    """
+    G = problem.G
+    if _is_torch(G):
+        G = G if str(G.device) == str(device) else G.to(device)
+        problem.op = ColumnOperator(G, block_cols=block_cols)
+        return problem
+    if resident is None:
+        resident = device_fits(G, device)
+    if resident:
+        problem.op = ColumnOperator(to_device(G, device), block_cols=block_cols)
+    else:
+        problem.op = ColumnOperator(G, block_cols=block_cols, device=device)
+    return problem
 
 
 def _is_torch(x: Any) -> bool:
@@ -27,19 +100,34 @@ class ColumnOperator:
         G: numpy array / np.memmap (r, N) or a torch tensor (r, N) on any device.
         block_cols: columns per streamed block (default: about 256 MiB of float32);
             used when G is a memory map or stored in half precision.
+        device: only for a numpy / memory-mapped G: a torch device to which column blocks
+            are streamed for every product (G larger than the device memory).  To hold G on
+            the device instead, pass a torch tensor (see :func:`to_device`, :func:`use_device`).
+
+    Memory: a half-precision G (numpy or torch) is never upcast as a whole; products run
+    block by block, so at most one float32 block (``block_cols`` columns) exists besides G.
     """
 
-    def __init__(self, G: Any, block_cols: int | None = None) -> None:
+    def __init__(self, G: Any, block_cols: int | None = None, device: Any = None) -> None:
         self.G = G
         self.is_torch = _is_torch(G)
         self.r, self.n = int(G.shape[0]), int(G.shape[1])
-        if self.is_torch:
+        self.host_to_device = False
+        if self.is_torch or device is not None:
             import torch
 
             self._torch = torch
-            self.device = G.device
-            self._tdtype = G.dtype if G.dtype in (torch.float32, torch.float64) else torch.float32
-            self.streamed = False
+            if self.is_torch:
+                self.device = G.device
+                self._tdtype = G.dtype if G.dtype in (torch.float32, torch.float64) else torch.float32
+                self.streamed = G.dtype != self._tdtype
+            else:  # numpy / memmap G streamed to a torch device block by block
+                self.device = torch.device(device)
+                self._tdtype = torch.float64 if G.dtype == np.float64 else torch.float32
+                self._dtype = np.float64 if G.dtype == np.float64 else np.float32
+                self.is_torch = True
+                self.host_to_device = True
+                self.streamed = True
         else:
             self.device = "cpu"
             self._dtype = np.float64 if G.dtype == np.float64 else np.float32
@@ -53,13 +141,33 @@ class ColumnOperator:
 
     # ---------------------------------------------------------------- blocks
     def _blocks(self):
-        """Yield (start, stop, block) with block an (r, stop-start) array in compute precision."""
-        if not self.streamed:
+        """Yield (start, stop, block) with block an (r, stop-start) array in compute precision
+        (a torch tensor on ``self.device`` when ``is_torch``)."""
+        if not self.streamed and not self.is_torch:
             yield 0, self.n, self.G
             return
-        for s in range(0, self.n, self.block_cols):
+        for s in range(0, self.n, self.block_cols):  # torch: views of a resident G, no copies
             e = min(self.n, s + self.block_cols)
-            yield s, e, np.asarray(self.G[:, s:e], dtype=self._dtype)
+            if self.host_to_device:
+                B = self.G[:, s:e]
+                if B.dtype == np.float16:  # ship half precision, upcast on the device
+                    t = self._torch.from_numpy(np.ascontiguousarray(B)).to(self.device, non_blocking=False)
+                    yield s, e, t.to(self._tdtype)
+                else:
+                    yield s, e, self._torch.from_numpy(_upcast(B, self._dtype)).to(self.device)
+            elif self.is_torch:
+                yield s, e, self.G[:, s:e].to(self._tdtype)
+            else:
+                yield s, e, _upcast(self.G[:, s:e], self._dtype)
+
+    def _gather(self, idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """sum_j weights_j G[:, idx_j] in float64 (r,), gathering at most one block of columns at a time."""
+        out = np.zeros(self.r)
+        idx = np.asarray(idx, dtype=np.int64)
+        for s in range(0, idx.size, self.block_cols):
+            cols = self.columns(idx[s : s + self.block_cols])
+            out += cols.sum(axis=1) if weights is None else cols @ weights[s : s + self.block_cols]
+        return out
 
     def _to_t(self, v: np.ndarray):
         return self._torch.as_tensor(v, dtype=self._tdtype, device=self.device)
@@ -67,8 +175,14 @@ class ColumnOperator:
     # -------------------------------------------------------------- products
     def matvec(self, w: np.ndarray) -> np.ndarray:
         """G @ w: (N,) -> (r,) float64."""
+        nz_all = np.flatnonzero(w) if self.streamed else None
+        if nz_all is not None and nz_all.size < SPARSE_FRACTION * self.n:
+            return self._gather(nz_all, np.asarray(w, dtype=np.float64)[nz_all])
         if self.is_torch:
-            return (self.G.to(self._tdtype) @ self._to_t(w)).double().cpu().numpy()
+            acc = self._torch.zeros(self.r, dtype=self._torch.float64, device=self.device)
+            for s, e, B in self._blocks():
+                acc += (B @ self._to_t(w[s:e])).double()
+            return acc.cpu().numpy()
         out = np.zeros(self.r, dtype=np.float64)
         for s, e, B in self._blocks():
             ws = w[s:e]
@@ -84,7 +198,13 @@ class ColumnOperator:
     def rmatvec(self, p: np.ndarray) -> np.ndarray:
         """G^T @ p: (r,) -> (N,) float64."""
         if self.is_torch:
-            return (self.G.to(self._tdtype).T @ self._to_t(p)).double().cpu().numpy()
+            pt = self._to_t(p)
+            if not self.streamed:
+                return (self.G.T @ pt).double().cpu().numpy()
+            out_t = self._torch.empty(self.n, dtype=self._torch.float64, device=self.device)
+            for s, e, B in self._blocks():
+                out_t[s:e] = B.T @ pt
+            return out_t.cpu().numpy()
         out = np.empty(self.n, dtype=np.float64)
         for s, e, B in self._blocks():
             out[s:e] = B.T @ p.astype(B.dtype, copy=False)
@@ -93,24 +213,39 @@ class ColumnOperator:
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """G[:, idx] as float64 (r, len(idx))."""
         idx = np.asarray(idx, dtype=np.int64)
-        if self.is_torch:
+        if self.is_torch and not self.host_to_device:
             t = self._torch.as_tensor(idx, device=self.device)
             return self.G[:, t].double().cpu().numpy()
         return np.asarray(self.G[:, idx], dtype=np.float64)
 
     def col_sum(self, idx: np.ndarray) -> np.ndarray:
-        """Sum of the selected columns, float64 (r,)."""
+        """Sum of the selected columns, float64 (r,) (gathered in blocks: no (r, len(idx)) copy)."""
         if len(idx) == 0:
             return np.zeros(self.r)
-        return self.columns(np.sort(np.asarray(idx))).sum(axis=1)
+        return self._gather(np.sort(np.asarray(idx)))
+
+    def cols_rmatvec(self, idx: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """G[:, idx]^T p, float64 (len(idx),), one block of columns at a time."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty(idx.size)
+        for s in range(0, idx.size, self.block_cols):
+            out[s : s + self.block_cols] = self.columns(idx[s : s + self.block_cols]).T @ p
+        return out
+
+    def cols_matvec(self, idx: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """G[:, idx] @ d, float64 (r,), one block of columns at a time."""
+        nz = np.flatnonzero(d)
+        return self._gather(np.asarray(idx, dtype=np.int64)[nz], np.asarray(d, dtype=np.float64)[nz])
 
     # ------------------------------------------------------------ summaries
     def col_sq_norms(self) -> np.ndarray:
         """||g_i||^2 for every column, float64 (N,) (cached)."""
         if self._col_sq is None:
             if self.is_torch:
-                G = self.G.to(self._tdtype)
-                self._col_sq = (G * G).sum(0).double().cpu().numpy()
+                out_t = self._torch.empty(self.n, dtype=self._torch.float64, device=self.device)
+                for s, e, B in self._blocks():
+                    out_t[s:e] = (B * B).sum(0, dtype=self._torch.float64)
+                self._col_sq = out_t.cpu().numpy()
             else:
                 out = np.empty(self.n)
                 for s, e, B in self._blocks():
@@ -128,8 +263,10 @@ class ColumnOperator:
         """G G^T, float64 (r, r) (cached; one streamed pass)."""
         if self._gram is None:
             if self.is_torch:
-                G = self.G.to(self._tdtype)
-                self._gram = (G @ G.T).double().cpu().numpy()
+                acc = self._torch.zeros((self.r, self.r), dtype=self._torch.float64, device=self.device)
+                for _, _, B in self._blocks():
+                    acc += (B @ B.T).double()
+                self._gram = acc.cpu().numpy()
             else:
                 gram = np.zeros((self.r, self.r))
                 for _, _, B in self._blocks():

@@ -39,8 +39,9 @@ class Rounded:
 class _State:
     """Incremental bookkeeping of a growing/changing 0/1 selection."""
 
-    def __init__(self, problem: SelectionProblem) -> None:
+    def __init__(self, problem: SelectionProblem, track_gains: bool = True) -> None:
         self.P = problem
+        self.track_gains = track_gains  # keep h = G^T p current (off for a fixed fill order)
         n = problem.n
         self.x = np.zeros(n, dtype=bool)
         self.p = np.zeros(problem.r)
@@ -65,7 +66,8 @@ class _State:
         self.x[idx] = True
         g = self.P.op.col_sum(idx)
         self.p += g
-        self.h += self.P.op.rmatvec(g)
+        if self.track_gains:
+            self.h += self.P.op.rmatvec(g)
         self.budget += float(self.P.a[idx].sum())
         if self.P.rows is not None:
             self.Ax += np.asarray(self.P.rows.A[:, idx].sum(axis=1)).ravel()
@@ -319,7 +321,7 @@ def round_selection(
     ``priority`` (N,) replaces the marginal gain as the fill order (random baseline).
     """
     P = problem
-    st = _State(P)
+    st = _State(P, track_gains=priority is None)
     notes = []
     fixed_in = np.flatnonzero(P.lb >= 1)
     if fixed_in.size > P.k:
@@ -363,6 +365,8 @@ def round_selection(
     if not feasible:
         return Rounded(np.empty(0, np.int64), False, "infeasible: " + diagnose_infeasibility(P))
     swaps = 0
+    if not st.track_gains:
+        st.h, st.track_gains = P.op.rmatvec(st.p), True
     if local_search:
         swaps = _local_search(st, max_swaps, swap_pool, deadline)
         notes.append(f"1-swap local search made {swaps} swaps")

@@ -59,6 +59,27 @@ def check_finite(name: str, x: np.ndarray, axis_name: str = "column") -> None:
         )
 
 
+def real_scalar(name: str, value: Any, *, finite: bool = True) -> float:
+    """``float(value)`` for a real number (bool and non-numeric types rejected) or InvalidParameterError."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidParameterError(f"{name}={value!r} must be a real number, not {type(value).__name__}.")
+    v = float(value)
+    if finite and not np.isfinite(v):
+        raise InvalidParameterError(f"{name}={value!r} must be finite.")
+    return v
+
+
+def int_scalar(name: str, value: Any, minimum: int | None = None) -> int:
+    """``int(value)`` for an integer (bool and floats rejected) or InvalidParameterError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameterError(f"{name}={value!r} must be an integer, not {type(value).__name__}.")
+    if minimum is not None and int(value) < minimum:
+        raise InvalidParameterError(f"{name}={value!r} must be >= {minimum}.")
+    return int(value)
+
+
 def as_float_array(name: str, x: Any, ndim: int) -> np.ndarray:
     """Validate dtype and rank of an array-like without copying memory maps."""
     if isinstance(x, np.ndarray):
@@ -117,8 +138,13 @@ class GradientStats:
             val = getattr(self, name)
             if val is not None:
                 setattr(self, name, as_float_array(name, val, 2 if name == "G_stiff" else 1))
+        for label in ("metadata", "config"):
+            if not isinstance(getattr(self, label) or {}, Mapping):
+                raise InvalidParameterError(f"{label} must be a dict, got {type(getattr(self, label)).__name__}.")
         self.metadata = {str(k): np.asarray(v) for k, v in dict(self.metadata or {}).items()}
         self.config = dict(self.config or {})
+        if self.k_star is not None:
+            self.k_star = int_scalar("k_star", self.k_star, minimum=0)
         _check_float("G_flat", self.G_flat)
         r, n = self.G_flat.shape
         if n == 0:
@@ -267,13 +293,19 @@ class GradientStats:
             raise StatsFormatError(f"{d / MANIFEST}: the manifest lists no G_flat/a_stiff arrays.")
         meta = {k[5:]: v for k, v in arrays.items() if k.startswith("meta.")}
         kwargs = {k: v for k, v in arrays.items() if not k.startswith("meta.")}
-        return cls(
-            k_star=manifest.get("k_star"),
-            metadata=meta,
-            config=manifest.get("config", {}),
-            validate=not mmap,
-            **kwargs,
-        )
+        unknown = sorted(set(kwargs) - {"G_flat", "a_stiff", *_OPTIONAL})
+        if unknown:
+            raise StatsFormatError(f"{d / MANIFEST}: unknown array name(s) {unknown} in the manifest.")
+        try:
+            return cls(
+                k_star=manifest.get("k_star"),
+                metadata=meta,
+                config=manifest.get("config", {}),
+                validate=not mmap,
+                **kwargs,
+            )
+        except (ShapeMismatchError, DtypeError, InvalidParameterError) as exc:
+            raise StatsFormatError(f"{d / MANIFEST}: the stored arrays do not form valid stats ({exc})") from exc
 
     def checksum(self) -> str:
         """SHA-256 over every array (name, shape, dtype, bytes): identifies the stats in audits."""
@@ -302,25 +334,38 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_error(exc: OSError, path: Path, what: str = "write") -> OSError:
+    """The same OSError type/errno with a message naming ``path`` and what to do."""
+    msg = (
+        f"could not {what} {path}: {exc.strerror or exc}. Files completed before it are intact; free disk "
+        "space or fix permissions, then retry (an extraction re-run with the same arguments resumes)."
+    )
+    return type(exc)(exc.errno, msg) if exc.errno is not None else type(exc)(msg)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file + fsync + rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from exc
         raise
 
 
 def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
     """Write ``arr`` as .npy through a temp file + rename; returns the file's SHA-256."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
             fh.flush()
@@ -328,9 +373,11 @@ def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
         digest = _sha256_file(Path(tmp))
         os.replace(tmp, path)
         return digest
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from exc
         raise
 
 
@@ -365,7 +412,7 @@ def load_checked_npy(d: Path, entry: Mapping[str, Any], mmap: bool, verify: bool
         shape = tuple(int(s) for s in entry["shape"])
         dtype = np.dtype(np.lib.format.descr_to_dtype(entry["dtype"]))
     except Exception as exc:
-        raise StatsFormatError(f"{d / MANIFEST}: malformed array entry {dict(entry)!r} ({exc}).") from exc
+        raise StatsFormatError(f"{d / MANIFEST}: malformed array entry {entry!r} ({exc}).") from exc
     path = d / fname
     root = d.resolve()
     resolved = path.resolve()

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ExtractionError, OutputLockedError
-from ..stats import write_npy_atomic, write_text_atomic
+from ..stats import write_error, write_npy_atomic, write_text_atomic
 
 RUN_FORMAT = "direct_opt.extract_run"
 RUN_VERSION = 1
@@ -53,7 +53,10 @@ class OutputDir:
 
     def acquire(self) -> None:
         """Take the lock or raise OutputLockedError (stale locks of dead pids are taken over)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(exc, self.path, "create the output directory") from exc
         lock = self._lock_path()
         for _ in range(3):
             try:
@@ -74,6 +77,8 @@ class OutputDir:
                     "another extraction is writing there. Wait for it, use another out_dir, or delete "
                     "the lock file if that process is gone."
                 ) from None
+            except OSError as exc:
+                raise write_error(exc, lock, "create the lock file") from exc
             with os.fdopen(fd, "w") as fh:
                 fh.write(str(os.getpid()))
             self._locked = True
