@@ -1,0 +1,190 @@
+"""``direct-opt evaluate``: the harness on an embedded corpus, from flags or a JSON config.
+
+    direct-opt evaluate --corpus stdlib --quick --seeds 0,1,2 --selectors random,direct,less --out eval/
+    direct-opt evaluate --config eval.json [--seeds 0,1]     # flags override the file
+
+Config file keys (all optional; flags given on the command line win):
+
+    {"corpus": "stdlib", "quick": false, "seeds": [0, 1, 2], "k": 200, "out": "eval",
+     "selectors": ["random", "direct", "direct:backend=greedy", {"name": "less", "label": "LESS"}],
+     "data_seed": 0, "n_pool": 2000, "n_val": 128, "n_test": 512, "n_pretrain": 8192,
+     "target_domain": "docstrings", "pretrain_steps": 500, "lr": 0.003,
+     "model": {"n_layer": 2, "d_model": 64, "n_head": 4},
+     "schedule": {"shape": "linear", "epochs": 4, "optimizer_state": "restore", "eval_every": 5},
+     "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32},
+     "program_tau_rel": 0.1}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidParameterError
+
+ALL = ("random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor")
+DEFAULTS: dict[str, Any] = {
+    "corpus": "stdlib", "quick": False, "seeds": [0, 1, 2], "k": None, "out": None, "selectors": list(ALL),
+    "data_seed": 0, "n_pool": None, "n_val": None, "n_test": None, "n_pretrain": None, "target_domain": None,
+    "pretrain_steps": None, "lr": 3e-3, "model": {}, "schedule": {"eval_every": 5},
+    "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": 0.1,
+    "overwrite": False, "plot": True, "progress": True,
+}
+K_FRACTION = 0.1  # default K = 10% of the pool
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` -> list of ints."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        try:
+            out += list(range(int(m.group(1)), int(m.group(2)) + 1)) if m else [int(part)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("no seeds given (e.g. --seeds 0,1,2)")
+    return out
+
+
+def split_selectors(items: list[str]) -> list[str]:
+    """Each item is split on commas unless it carries options (``name:key=value,...``)."""
+    out: list[str] = []
+    for it in items:
+        if ":" in it:
+            out.append(it)
+        else:
+            out += [s.strip() for s in it.split(",") if s.strip()]
+    return out
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help="anneal on each selector's K samples over seeds and compare with random",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="JSON config file (keys as documented above)")
+    p.add_argument("--corpus", choices=["stdlib", "site-packages"], default=None)
+    p.add_argument("--quick", action="store_true", default=None, help="small corpus preset, short pretraining")
+    p.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
+    p.add_argument("--selectors", nargs="+", default=None,
+                   help="names, comma-separated or space-separated; options as name:key=value,key=value "
+                        f"(default: {','.join(ALL)})")
+    p.add_argument("-k", "--k", type=int, default=None, help="samples per selection (default 10%% of the pool)")
+    p.add_argument("--out", default=None, help="output directory (runs/, results.json, table.md, eval.png)")
+    p.add_argument("--data-seed", type=int, default=None, help="corpus split + pretraining seed (default 0)")
+    for name in ("n-pool", "n-val", "n-test", "n-pretrain", "pretrain-steps"):
+        p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--target-domain", default=None, help="validation/test domain (default docstrings)")
+    p.add_argument("--lr", type=float, default=None, help="stable-phase LR = annealing peak LR (default 3e-3)")
+    p.add_argument("--shape", choices=["linear", "cosine", "1-sqrt"], default=None, help="decay shape")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--anneal-steps", type=int, default=None, help="decay length in steps")
+    g.add_argument("--anneal-epochs", type=float, default=None, help="decay length in epochs over K (default 4)")
+    p.add_argument("--optimizer-state", choices=["restore", "reset"], default=None)
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--k-sketch", type=int, default=None, help="sketch size (default 512)")
+    p.add_argument("--projector", default=None, help="sjlt (default), kronecker, gaussian, paper")
+    p.add_argument("--overwrite", action="store_true", default=None, help="discard finished runs in --out")
+    p.add_argument("--no-plot", dest="plot", action="store_false", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    """DEFAULTS <- config file <- command-line flags."""
+    cfg = json.loads(json.dumps(DEFAULTS))
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise InvalidParameterError(f"config file {path} does not exist.")
+        try:
+            given = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterError(f"config file {path} is not valid JSON: {exc}") from None
+        bad = sorted(set(given) - set(DEFAULTS))
+        if bad:
+            raise InvalidParameterError(f"unknown config key(s) {bad}; known: {sorted(DEFAULTS)}.")
+        for key, val in given.items():
+            cfg[key] = {**cfg[key], **val} if isinstance(cfg[key], dict) and isinstance(val, dict) else val
+    flat = {"corpus": args.corpus, "quick": args.quick, "seeds": args.seeds, "k": args.k, "out": args.out,
+            "data_seed": args.data_seed, "n_pool": args.n_pool, "n_val": args.n_val, "n_test": args.n_test,
+            "n_pretrain": args.n_pretrain, "target_domain": args.target_domain,
+            "pretrain_steps": args.pretrain_steps, "lr": args.lr, "overwrite": args.overwrite,
+            "plot": args.plot, "progress": args.progress}
+    for key, val in flat.items():
+        if val is not None:
+            cfg[key] = val
+    if args.selectors is not None:
+        cfg["selectors"] = split_selectors(args.selectors)
+    sched = dict(cfg["schedule"])
+    for key, val in (("shape", args.shape), ("steps", args.anneal_steps), ("epochs", args.anneal_epochs),
+                     ("optimizer_state", args.optimizer_state), ("eval_every", args.eval_every)):
+        if val is not None:
+            sched[key] = val
+            if key in ("steps", "epochs"):
+                sched.pop("epochs" if key == "steps" else "steps", None)
+    cfg["schedule"] = sched
+    ext = dict(cfg["extract"])
+    if args.k_sketch is not None:
+        ext["k_sketch"] = args.k_sketch
+    if args.projector is not None:
+        ext["projector"] = args.projector
+    cfg["extract"] = ext
+    if isinstance(cfg["seeds"], (int, str)):
+        cfg["seeds"] = parse_seeds(str(cfg["seeds"]))
+    return cfg
+
+
+def run_config(cfg: dict[str, Any], log: Any = print):
+    """Run the harness for a resolved config dict; returns (EvalReport, LMSetup)."""
+    from ..extract import ExtractConfig
+    from ..lm import lm_loss
+    from .harness import evaluate
+    from .lm_setup import prepare
+    from .schedule import AnnealSchedule
+
+    out = Path(cfg["out"]) if cfg.get("out") else None
+    setup = prepare(cfg["corpus"], data_seed=int(cfg["data_seed"]), quick=bool(cfg["quick"]),
+                    n_pool=cfg["n_pool"], n_val=cfg["n_val"], n_test=cfg["n_test"], n_pretrain=cfg["n_pretrain"],
+                    target_domain=cfg["target_domain"], model=cfg["model"], pretrain_steps=cfg["pretrain_steps"],
+                    lr=float(cfg["lr"]), cache_dir=out, log=log)
+    n = int(setup.corpus.pool.shape[0])
+    k = int(cfg["k"]) if cfg.get("k") else max(1, int(math.ceil(K_FRACTION * n)))
+    ext = ExtractConfig(**{"verbose": bool(cfg["progress"]), **cfg["extract"]})
+    t0 = time.perf_counter()
+    report = evaluate(
+        setup.state, lm_loss, setup.corpus.pool, setup.corpus.val, setup.corpus.test, cfg["selectors"], k,
+        cfg["seeds"], AnnealSchedule.from_dict(cfg["schedule"]), extract_config=ext,
+        pool_groups=setup.corpus.pool_groups, target_group=setup.target_group, out_dir=out,
+        program_tau_rel=float(cfg["program_tau_rel"]), progress=bool(cfg["progress"]), plot=bool(cfg["plot"]),
+        overwrite=bool(cfg["overwrite"]), meta={"setup": setup.info, "cli_config": cfg},
+    )
+    report.config["meta"]["evaluate_time_s"] = time.perf_counter() - t0
+    if out is not None:
+        report.save(out, plot=bool(cfg["plot"]))
+    return report, setup
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    t0 = time.perf_counter()
+    report, setup = run_config(cfg)
+    print()
+    print(f"corpus {cfg['corpus']} (target {setup.target_group}), pool N={setup.corpus.pool.shape[0]}, "
+          f"K={report.config['k']}, seeds {report.seeds}")
+    print(report.table())
+    print()
+    print(f"lowest mean test loss: {report.winner}")
+    for lab in report.labels:
+        if lab.startswith("direct") and lab != report.baseline:
+            print(report.verdict(lab))
+    if report.paths:
+        print(f"written: {', '.join(report.paths.values())}")
+    print(f"total time {time.perf_counter() - t0:.1f}s")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,1 @@
+"""Reliability tests (issue 6): nothing lost, nothing silently wrong. See docs/reliability.md."""
