@@ -70,6 +70,8 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tau-rel", type=_finite_float, default=None, help="budget tau = tau_rel * mean(a) * K (default 0.1)")
     g.add_argument("--tau", type=_finite_float, default=None, help="absolute stiff budget")
     p.add_argument("--mmap", action="store_true", help="memory-map the stats instead of reading them into RAM")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check of the stats files against their manifest (trusted files only)")
     p.add_argument("--max-iter", type=_positive_int, default=20, help="T_max (default 20)")
     p.add_argument("--tol", type=_finite_float, default=1e-4, help="delta: stop when ||w_t+1 - w_t|| < tol")
     p.add_argument("--seed", type=int, default=0)
@@ -81,7 +83,7 @@ def load_problem(args: argparse.Namespace):
     from .problem import SelectionProblem
     from .stats import GradientStats
 
-    stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not args.mmap)
+    stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not getattr(args, "no_verify", False))
     tau_rel = 0.1 if (args.tau is None and args.tau_rel is None) else args.tau_rel
     return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=tau_rel, tau=args.tau)
 
@@ -113,6 +115,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     from .solvers import solve
+    from .stats import write_text_atomic
 
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
@@ -121,7 +124,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     print(res.summary())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(selection_record(res, stats, problem, args), indent=1))
+        write_text_atomic(Path(args.out), json.dumps(selection_record(res, stats, problem, args), indent=1))
         print(f"selection written to {args.out}")
     return 0 if res.status != "infeasible" else 1
 

@@ -124,6 +124,9 @@ class SelectionProblem:
                 raise InvalidParameterError(f"tau_rel={tau_rel} must be > 0 (paper default 0.1).")
             if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
                 tau = float(tau_rel) * float(np.mean(stats.a_stiff)) * int(k)
+        if not stats.validate:  # memory-mapped loads skip the value checks: do them once here
+            stats._validate_values()
+            stats.validate = True
         prob = cls(stats.G_flat, stats.a_stiff, k, tau, validate=False, **kwargs)
         prob.tau_rel = tau_rel if tau is not None else None
         prob.stats = stats

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import (
     DtypeError,
+    InvalidInputError,
     InvalidParameterError,
     NegativeCostError,
     NonFiniteError,
@@ -304,7 +305,7 @@ class GradientStats:
                 validate=not mmap,
                 **kwargs,
             )
-        except (ShapeMismatchError, DtypeError, InvalidParameterError) as exc:
+        except InvalidInputError as exc:  # shapes, dtypes, NaN/Inf, negative costs, k_star
             raise StatsFormatError(f"{d / MANIFEST}: the stored arrays do not form valid stats ({exc})") from exc
 
     def checksum(self) -> str:
@@ -388,6 +389,11 @@ def read_manifest(d: Path) -> dict[str, Any]:
         raise StatsFormatError(f"{d} is not a directory; pass the directory written by GradientStats.save.")
     if not mpath.is_file():
         raise StatsFormatError(f"{mpath} is missing: {d} is not a stats directory (or a save was interrupted).")
+    if mpath.resolve().parent != d.resolve():
+        raise StatsFormatError(
+            f"{mpath} resolves to {mpath.resolve()}, outside the stats directory {d.resolve()}; refusing to "
+            "read it (copy the real file into the directory instead of linking to it)."
+        )
     try:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
