@@ -9,7 +9,16 @@ headless and in notebooks alike) and returns the figure. Pass ``path=`` to save 
   with its confidence interval;
 * :func:`save_eval_figure` — both, side by side, for ``results.json`` of the harness;
 * :func:`plot_spectrum` — eigenvalues of the sketched curvature with the elbow k*;
-* :func:`plot_backend_comparison` — objective / upper bound, certified ratio and time per backend.
+* :func:`plot_backend_comparison` — objective / upper bound, certified ratio and time per backend;
+* :func:`plot_objective_vs_time` — integer objective against wall time, one point per backend;
+* :func:`plot_convergence` — objective and step ‖w_{t+1} − w_t‖ per outer iteration against
+  T_max and δ;
+* :func:`plot_overlap` — Jaccard overlap between selections (heatmap), with :func:`jaccard`;
+* :func:`plot_sweep` — how quantities change with one parameter (τ_rel, elbow energy, ...);
+* :func:`plot_support_matrix` — which backend accepts which constraint;
+* :func:`plot_flat_stiff_concept` — the flat/stiff picture of DESIGN §1 on a 2-D quadratic.
+
+:func:`comparison_table` renders the numbers behind the comparison plots as a Markdown table.
 """
 
 from __future__ import annotations
@@ -238,4 +247,291 @@ def plot_backend_comparison(results: Any, path: str | Path | None = None, title:
         a.grid(alpha=0.3, axis="y")
     if title:
         fig.suptitle(title)
+    return _finish(fig, path)
+
+
+# ----------------------------------------------------------------- solver comparisons
+def _as_dict(r: Any) -> dict[str, Any]:
+    if hasattr(r, "to_dict"):
+        d = r.to_dict()
+        d["indices"] = np.asarray(getattr(r, "indices", d.get("indices", [])))
+        return d
+    if isinstance(r, Mapping):
+        return dict(r)
+    raise TypeError(f"expected a SelectionResult or its dict, got {type(r).__name__}.")
+
+
+def _named(results: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``{name: result}`` or a list of results (named by ``backend``) -> [(name, dict)]."""
+    if isinstance(results, Mapping):
+        return [(str(k), _as_dict(v)) for k, v in results.items()]
+    out = []
+    for i, r in enumerate(results):
+        d = _as_dict(r)
+        out.append((str(d.get("backend") or d.get("name") or f"#{i}"), d))
+    return out
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def comparison_table(results: Any) -> str:
+    """Markdown table: status, feasibility, objective, upper bound, certified ratio, iterations, time.
+
+    Args:
+        results: ``{name: SelectionResult | dict}`` or a list of SelectionResults.
+    """
+    lines = ["| backend | status | feasible | K | objective f(x) | upper bound | certified ratio | iterations | time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, d in _named(results):
+        fmt = lambda v, p=".5g": "—" if not np.isfinite(_num(v)) else format(_num(v), p)  # noqa: E731
+        lines.append(f"| {name} | {d.get('status', '—')} | {d.get('feasible', '—')} | {len(d.get('indices', []))} | "
+                     f"{fmt(d.get('objective'))} | {fmt(d.get('upper_bound'))} | {fmt(d.get('certified_ratio'), '.3f')} | "
+                     f"{d.get('iterations', '—')} | {fmt(d.get('time_s'), '.3f')} |")
+    return "\n".join(lines)
+
+
+def plot_objective_vs_time(results: Any, ax: Any = None, path: str | Path | None = None,
+                           title: str | None = None) -> Figure:
+    """Integer objective f(x) against solve wall time (log axis), one labelled point per backend.
+
+    The tightest upper bound over the results (every one is valid for the same problem)
+    is drawn as a dashed line; infeasible results are marked with an ``x`` at the bottom.
+
+    Args:
+        results: ``{name: SelectionResult | dict}`` or a list of SelectionResults.
+    """
+    items = _named(results)
+    fig, ax = _axes(ax, (6.4, 4.2))
+    ubs = [_num(d.get("upper_bound")) for _, d in items]
+    objs = [_num(d.get("objective")) for _, d in items]
+    floor = np.nanmin(objs) if np.isfinite(objs).any() else 0.0
+    for i, (name, d) in enumerate(items):
+        t = max(_num(d.get("time_s")), 1e-4)
+        f = _num(d.get("objective"))
+        col = _COLORS[i % len(_COLORS)]
+        if d.get("feasible", True) and np.isfinite(f):
+            ax.scatter([t], [f], s=60, color=col, label=name, zorder=3)
+        else:
+            ax.scatter([t], [floor], s=60, marker="x", color=col, label=f"{name} (infeasible)", zorder=3)
+    if np.isfinite(ubs).any():
+        ax.axhline(np.nanmin(ubs), color="black", ls="--", lw=1, label="tightest upper bound on the optimum")
+    ax.set_xscale("log")
+    ax.set_xlabel("solve wall time (s, log scale)")
+    ax.set_ylabel("integer objective f(x) = ‖G x‖² (sketch units²)")
+    ax.set_title(title or "Objective vs wall time (up and left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _finish(fig, path)
+
+
+def plot_convergence(results: Any, tol: float = 1e-4, max_iter: int = 20, path: str | Path | None = None,
+                     title: str | None = None) -> Figure:
+    """Per outer iteration: relaxed objective f(w_t) and step ‖w_t − w_{t−1}‖, one line per backend.
+
+    The step panel (log scale) shows the stopping rule: the tolerance δ = ``tol`` (dotted)
+    and the iteration cap T_max = ``max_iter`` (dashed). Backends without an iteration
+    history (greedy, random) are skipped.
+
+    Args:
+        results: ``{name: SelectionResult | dict}`` or a list; each needs ``history``
+            rows ``{"iter", "objective", "step"}``.
+    """
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    ax_f, ax_s = fig.subplots(1, 2)
+    drawn = 0
+    for i, (name, d) in enumerate(_named(results)):
+        hist = d.get("history") or []
+        if not hist:
+            continue
+        it = np.array([h["iter"] for h in hist], dtype=float)
+        col = _COLORS[i % len(_COLORS)]
+        ax_f.plot(it, [_num(h["objective"]) for h in hist], marker="o", ms=3, color=col, label=name)
+        steps = np.array([_num(h["step"]) for h in hist])
+        ax_s.semilogy(it, np.maximum(steps, 1e-12), marker="o", ms=3, color=col, label=name)
+        drawn += 1
+    ax_s.axhline(tol, color="black", ls=":", lw=1, label=f"δ = {tol:g} (stop below)")
+    ax_s.axvline(max_iter, color="black", ls="--", lw=1, label=f"T_max = {max_iter}")
+    ax_f.set_xlabel("outer iteration t")
+    ax_f.set_ylabel("relaxed objective f(w_t) (sketch units²)")
+    ax_f.set_title("Objective per iteration (non-decreasing for SCA/FW)")
+    ax_s.set_xlabel("outer iteration t")
+    ax_s.set_ylabel("step ‖w_t − w_{t−1}‖ (log scale)")
+    ax_s.set_title("Step size against the stopping rule")
+    for a in (ax_f, ax_s):
+        a.grid(alpha=0.3)
+        a.set_xlim(0, max_iter + 1)
+        if drawn or a is ax_s:
+            a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def jaccard(a: Any, b: Any) -> float:
+    """|A ∩ B| / |A ∪ B| of two index sets (1.0 for two empty sets)."""
+    sa, sb = set(np.asarray(a).ravel().tolist()), set(np.asarray(b).ravel().tolist())
+    union = len(sa | sb)
+    return 1.0 if union == 0 else len(sa & sb) / union
+
+
+def _selections(selections: Any) -> list[tuple[str, np.ndarray]]:
+    items = selections.items() if isinstance(selections, Mapping) else [
+        (getattr(r, "backend", f"#{i}"), r) for i, r in enumerate(selections)]
+    out = []
+    for name, v in items:
+        idx = getattr(v, "indices", None)
+        if idx is None and isinstance(v, Mapping):
+            idx = v.get("indices")
+        out.append((str(name), np.asarray(v if idx is None else idx)))
+    return out
+
+
+def plot_overlap(selections: Any, ax: Any = None, path: str | Path | None = None,
+                 title: str | None = None) -> Figure:
+    """Jaccard overlap |A ∩ B| / |A ∪ B| between every pair of selections, as an annotated heatmap.
+
+    Args:
+        selections: ``{name: indices | SelectionResult}`` or a list of SelectionResults.
+    """
+    items = _selections(selections)
+    names = [n for n, _ in items]
+    m = np.array([[jaccard(a, b) for _, b in items] for _, a in items]) if items else np.zeros((0, 0))
+    fig, ax = _axes(ax, (1.2 + 0.75 * max(len(names), 2), 1.0 + 0.65 * max(len(names), 2)))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if m[i, j] < 0.6 else "black")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("selection")
+    ax.set_ylabel("selection")
+    ax.figure.colorbar(im, ax=ax, label="Jaccard overlap |A∩B| / |A∪B| (0 to 1)")
+    ax.set_title(title or "Overlap between selections")
+    return _finish(fig, path)
+
+
+def plot_sweep(x: Sequence[float], panels: Mapping[str, Sequence[float]], xlabel: str, *,
+               mark: float | None = None, logx: bool = False, title: str | None = None,
+               path: str | Path | None = None) -> Figure:
+    """One small panel per quantity, each plotted against the swept parameter ``x``.
+
+    Args:
+        x: (n,) parameter values (e.g. τ_rel or the elbow energy).
+        panels: ``{y-axis label (with units): (n,) values}``; NaN values are gaps.
+        xlabel: the parameter's name and units.
+        mark: a reference value of the parameter (e.g. the default), drawn dashed.
+        logx: log-scale x axis.
+    """
+    if not panels:
+        raise ValueError("panels is empty; pass {label: values}.")
+    x = np.asarray(x, dtype=float)
+    fig = Figure(figsize=(4.2 * len(panels), 3.8), layout="constrained")
+    axs = np.atleast_1d(fig.subplots(1, len(panels)))
+    for i, (ax, (label, y)) in enumerate(zip(axs, panels.items())):
+        y = np.asarray([_num(v) for v in y])
+        if y.shape != x.shape:
+            raise ValueError(f"panel {label!r} has {y.size} values for {x.size} parameter values.")
+        ax.plot(x, y, marker="o", color=_COLORS[i % len(_COLORS)])
+        if mark is not None:
+            ax.axvline(mark, color="black", ls="--", lw=1, label=f"default {mark:g}")
+            ax.legend(fontsize=7)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0])
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_support_matrix(table: Mapping[str, Mapping[str, Any]], ax: Any = None, path: str | Path | None = None,
+                        title: str | None = None) -> Figure:
+    """Which backend accepts which constraint: green = solved, orange = infeasible, grey = refused.
+
+    Args:
+        table: ``{constraint: {backend: outcome}}`` where outcome is ``True``/"ok" (accepted
+            and solved), ``"infeasible"`` (accepted, no selection exists), or ``False``/"refused".
+    """
+    rows = list(table)
+    cols = sorted({b for r in table.values() for b in r})
+    code = {True: 2, "ok": 2, "infeasible": 1, False: 0, "refused": 0}
+    m = np.array([[code.get(table[r].get(c, False), 0) for c in cols] for r in rows], dtype=float)
+    fig, ax = _axes(ax, (1.8 + 0.9 * len(cols), 1.2 + 0.5 * len(rows)))
+    from matplotlib.colors import ListedColormap
+
+    ax.imshow(m, cmap=ListedColormap(["#bbbbbb", "#ff7f0e", "#2ca02c"]), vmin=0, vmax=2, aspect="auto")
+    words = {2: "yes", 1: "infeas.", 0: "refused"}
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, words[int(m[i, j])], ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=8)
+    ax.set_xlabel("backend")
+    ax.set_ylabel("constraint added")
+    ax.set_title(title or "Which backend honours which constraint")
+    return _finish(fig, path)
+
+
+# ------------------------------------------------------------------------- concepts
+def plot_flat_stiff_concept(path: str | Path | None = None, lam_stiff: float = 8.0, lam_flat: float = 0.4,
+                            lr: float = 0.235, steps: int = 12) -> Figure:
+    """The flat/stiff picture on the quadratic loss L(θ) = ½ (λ_s θ_s² + λ_f θ_f²).
+
+    Left: loss contours and gradient descent with a fixed learning rate — the step
+    oscillates across the stiff direction and makes slow steady progress along the flat
+    one. Right: candidate sample gradients in the same eigenbasis; the program prefers
+    samples whose gradients add up along the flat axis and spend little energy
+    (λ_s g_s²) along the stiff axis.
+    """
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    u = np.linspace(-2.2, 2.2, 200)
+    TF, TS = np.meshgrid(u, u)
+    L = 0.5 * (lam_stiff * TS**2 + lam_flat * TF**2)
+    ax.contour(TF, TS, L, levels=np.geomspace(0.02, 20, 12), colors="#999999", linewidths=0.7)
+    th = np.array([-2.0, 0.9])  # (flat, stiff)
+    path_pts = [th.copy()]
+    for _ in range(steps):
+        th = th - lr * np.array([lam_flat * th[0], lam_stiff * th[1]])
+        path_pts.append(th.copy())
+    pts = np.array(path_pts)
+    ax.plot(pts[:, 0], pts[:, 1], "-o", ms=3, color=_COLORS[1], label=f"gradient descent, lr = {lr:g}")
+    ax.annotate("", xy=(1.9, 0), xytext=(0.9, 0), arrowprops={"arrowstyle": "->", "color": _COLORS[0], "lw": 2})
+    ax.text(0.9, 0.12, f"flat: λ = {lam_flat:g}\nsteps make progress", color=_COLORS[0], fontsize=8)
+    ax.annotate("", xy=(0, 1.9), xytext=(0, 0.9), arrowprops={"arrowstyle": "->", "color": _COLORS[3], "lw": 2})
+    ax.text(0.1, 1.45, f"stiff: λ = {lam_stiff:g}\nsteps oscillate", color=_COLORS[3], fontsize=8)
+    ax.set_xlabel("θ along the flat eigen-direction (parameter units)")
+    ax.set_ylabel("θ along the stiff eigen-direction (parameter units)")
+    ax.set_title("Loss contours: stiff vs flat directions")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="lower right")
+    rng = np.random.default_rng(0)
+    g = np.column_stack([rng.normal(0.6, 0.6, 24), rng.normal(0.0, 0.9, 24)])  # (flat, stiff) per sample
+    cost = lam_stiff * g[:, 1] ** 2
+    good = (g[:, 0] > 0.3) & (cost < np.median(cost))
+    for gi, ok in zip(g, good):
+        ax2.annotate("", xy=tuple(gi), xytext=(0, 0),
+                     arrowprops={"arrowstyle": "->", "color": _COLORS[2] if ok else "#bbbbbb", "lw": 1.4 if ok else 0.9})
+    ax2.plot([], [], color=_COLORS[2], label="preferred: aligned along flat, cheap along stiff")
+    ax2.plot([], [], color="#bbbbbb", label="others (large stiff energy λ_s g_s², or no flat push)")
+    ax2.set_xlim(-1.6, 2.4)
+    ax2.set_ylim(-2.4, 2.4)
+    ax2.axhline(0, color="black", lw=0.6)
+    ax2.axvline(0, color="black", lw=0.6)
+    ax2.set_xlabel("sample gradient along the flat direction g_f (sketch units)")
+    ax2.set_ylabel("sample gradient along the stiff direction g_s (sketch units)")
+    ax2.set_title("Candidate gradients in the eigenbasis")
+    ax2.legend(fontsize=7, loc="lower right")
     return _finish(fig, path)
