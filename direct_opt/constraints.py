@@ -130,7 +130,7 @@ class LinearConstraint(Constraint):
     def __init__(self, A: Any, b: Any, sense: str = "<=", name: str = "linear") -> None:
         if sense not in ("<=", ">=", "=="):
             raise InvalidParameterError(f"sense must be '<=', '>=' or '==', got {sense!r}.")
-        A = sp.csr_matrix(A) if sp.issparse(A) else sp.csr_matrix(as_float_array("A", np.atleast_2d(A), 2))
+        A = sp.csr_matrix(A) if sp.issparse(A) else sp.csr_matrix(as_float_array("A", np.atleast_2d(A), 2).astype(np.float64))
         b = np.atleast_1d(as_float_array("b", np.atleast_1d(b), 1)).astype(np.float64)
         if b.shape[0] != A.shape[0]:
             raise ShapeMismatchError(f"{name}: A has {A.shape[0]} rows but b has {b.shape[0]} entries.")
@@ -166,7 +166,11 @@ class GroupQuota(LinearConstraint):
         max_count: Mapping[Any, float] | None = None,
         name: str = "group quota",
     ) -> None:
-        labels = np.asarray(labels)
+        try:
+            labels = np.asarray(labels)
+            known = set(labels.tolist()) if labels.ndim == 1 else set()
+        except (ValueError, TypeError) as exc:  # ragged or unhashable labels
+            raise InvalidInputError(f"{name}: labels must be a 1-D sequence of hashable labels ({exc}).") from None
         if labels.ndim != 1:
             raise ShapeMismatchError(f"{name}: labels must be 1-D (N,), got shape {labels.shape}.")
         for label, m in (("min_count", min_count), ("max_count", max_count)):
@@ -175,7 +179,6 @@ class GroupQuota(LinearConstraint):
         min_count, max_count = dict(min_count or {}), dict(max_count or {})
         if not min_count and not max_count:
             raise InvalidParameterError(f"{name}: give min_count and/or max_count.")
-        known = set(labels.tolist())
         rows, lo, hi, names = [], [], [], []
         for g in sorted(set(min_count) | set(max_count), key=str):
             if g not in known:
@@ -231,7 +234,10 @@ class _IndexSet(Constraint):
     _value = 1.0
 
     def __init__(self, indices: Sequence[int], name: str) -> None:
-        idx = np.asarray(indices)
+        try:
+            idx = np.asarray(indices)
+        except (ValueError, TypeError) as exc:  # ragged
+            raise InvalidInputError(f"{name}: indices must be a 1-D sequence of integers ({exc}).") from None
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
             raise InvalidInputError(f"{name}: indices must be a 1-D sequence of integers, got {idx.dtype} {idx.shape}.")
         self.indices = np.unique(idx.astype(np.int64))

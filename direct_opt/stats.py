@@ -142,7 +142,10 @@ class GradientStats:
         for label in ("metadata", "config"):
             if not isinstance(getattr(self, label) or {}, Mapping):
                 raise InvalidParameterError(f"{label} must be a dict, got {type(getattr(self, label)).__name__}.")
-        self.metadata = {str(k): np.asarray(v) for k, v in dict(self.metadata or {}).items()}
+        try:
+            self.metadata = {str(k): np.asarray(v) for k, v in dict(self.metadata or {}).items()}
+        except (ValueError, TypeError) as exc:  # ragged sequences
+            raise DtypeError(f"metadata values must be arrays of length N ({exc}).") from None
         self.config = dict(self.config or {})
         if self.k_star is not None:
             self.k_star = int_scalar("k_star", self.k_star, minimum=0)

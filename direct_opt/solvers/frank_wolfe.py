@@ -20,6 +20,7 @@ import numpy as np
 
 from ..oracle import DirectPolytope, make_oracle
 from ..problem import SelectionProblem
+from ..stats import int_scalar
 from .base import Backend, Context, Relaxation, record_iteration, register_backend
 from .sca import initial_point
 
@@ -128,7 +129,10 @@ class FWBlock(Backend):
         oracle = make_oracle(P)
         w = initial_point(P, oracle, ctx.options["init"])
         p = P.op.matvec(w)
-        b = ctx.options["block_size"] or max(256, int(np.ceil(P.n / 8)))
+        b = ctx.options["block_size"]
+        if b is not None:
+            b = int_scalar("option block_size", b, minimum=1)
+        b = b or max(256, int(np.ceil(P.n / 8)))
         b = int(min(max(1, b), P.n))
         history, stop, t, steps = [], None, 0, 0
         for t in range(1, ctx.max_iter + 1):

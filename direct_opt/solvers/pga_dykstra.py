@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..problem import SelectionProblem
+from ..stats import int_scalar
 from .base import Backend, Context, Relaxation, record_iteration, register_backend
 
 
@@ -55,6 +57,12 @@ class PgaDykstra(Backend):
 
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         P, o = problem, ctx.options
+        for key in ("inner_steps", "dykstra_iters"):
+            int_scalar(f"option {key}", o[key], minimum=1)
+        if not (o["step_size"] > 0 and o["dykstra_tol"] >= 0):
+            raise InvalidParameterError(
+                f"options step_size={o['step_size']!r} must be > 0 and dykstra_tol={o['dykstra_tol']!r} >= 0."
+            )
         proj = lambda y: dykstra(y, P.lb, P.ub, P.k, P.a, P.tau, int(o["dykstra_iters"]), float(o["dykstra_tol"]))  # noqa: E731
         w, _ = proj(np.full(P.n, P.k / P.n))
         history, stop, t, cycles = [], None, 0, 0

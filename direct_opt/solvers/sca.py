@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..oracle import make_oracle
 from ..problem import SelectionProblem
 from .base import Backend, Context, Relaxation, record_iteration, register_backend
@@ -77,6 +78,8 @@ class ScaExact(Backend):
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         oracle = make_oracle(problem)
         prox = float(ctx.options["prox"])
+        if prox < 0:
+            raise InvalidParameterError(f"option prox={prox!r} must be >= 0 (0: the LP subproblem).")
 
         def sub(w: np.ndarray, grad: np.ndarray, v: np.ndarray) -> np.ndarray:
             if prox <= 0:
@@ -119,6 +122,10 @@ class ScaOsqp(Backend):
         cons = _cvxpy_constraints(problem, w)
         conic = bool(problem.nonlinear)
         solver = cp.CLARABEL if conic else cp.OSQP
+        if not (ctx.options["prox"] >= 0 and ctx.options["eps"] > 0):
+            raise InvalidParameterError(
+                f"options prox={ctx.options['prox']!r} must be >= 0 and eps={ctx.options['eps']!r} > 0."
+            )
         kw = {} if conic else {"eps_abs": ctx.options["eps"], "eps_rel": ctx.options["eps"], "max_iter": 20000, "polishing": True}
         oracle = make_oracle(problem)
         note = f"subproblems modelled in cvxpy, solved by {solver}"
