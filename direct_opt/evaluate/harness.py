@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InvalidInputError, InvalidParameterError, UnknownNameError
+from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
 from ..result import _jsonable
@@ -242,7 +242,11 @@ def _program(stats: GradientStats, k: int, tau_rel: float) -> dict[str, Any]:
     from ..problem import SelectionProblem
 
     prob = SelectionProblem.from_stats(stats, k=k, tau_rel=tau_rel)
-    return {"problem": prob, "upper_bound": float(upper_bound(prob)), "tau": float(prob.tau), "tau_rel": tau_rel}
+    try:
+        ub: float | None = float(upper_bound(prob))
+    except InfeasibleProblemError:  # no K-subset fits the budget: selections are still scored, no bound
+        ub = None
+    return {"problem": prob, "upper_bound": ub, "tau": float(prob.tau), "tau_rel": tau_rel}
 
 
 def _program_metrics(prog: dict[str, Any] | None, idx: np.ndarray) -> dict[str, Any] | None:
@@ -252,9 +256,11 @@ def _program_metrics(prog: dict[str, Any] | None, idx: np.ndarray) -> dict[str, 
     obj = float(prob.selection_objective(idx))
     cost = float(prob.a[idx].sum())
     ub = prog["upper_bound"]
+    ok = bool(cost <= prog["tau"] * (1 + 1e-9) + 1e-12)
+    # UB bounds f over selections WITHIN the stiff budget only: no ratio for one outside it
     return {"objective": obj, "stiff_cost": cost, "tau": prog["tau"], "tau_rel": prog["tau_rel"],
-            "budget_ok": bool(cost <= prog["tau"] * (1 + 1e-9) + 1e-12), "upper_bound": ub,
-            "certified_ratio": obj / ub if ub > 0 and math.isfinite(ub) else None}
+            "budget_ok": ok, "upper_bound": ub,
+            "certified_ratio": obj / ub if ok and ub is not None and ub > 0 and math.isfinite(ub) else None}
 
 
 def _composition(groups: np.ndarray | None, idx: np.ndarray) -> dict[str, float] | None:
@@ -395,6 +401,11 @@ def evaluate(
     if reference is None and ckpt.ema_state is not None:
         reference = load_model(ckpt.ema_state, ckpt.config)
         ref_desc = "checkpoint EMA"
+    if reference is None and any(s.name == "excess-loss" for s in specs):
+        raise InvalidInputError(
+            "selector 'excess-loss' needs a reference model θ_ref (the model given has no EMA); pass "
+            "reference=<model>, or a TrainState from direct_opt.lm.pretrain (its EMA is used), or drop 'excess-loss'."
+        )
     if extract_config is None:
         from ..extract import ExtractConfig
 
@@ -535,6 +546,7 @@ def _one_run(spec: SelectorSpec, seed: int, *, ckpt: Checkpoint, loss_fn: Any, p
         "final": dict(res.final),
         "curves": {name: [[int(s), float(v)] for s, v in c] for name, c in res.curves.items()},
         "anneal_steps": res.steps,
+        "lrs": [float(v) for v in res.lrs],
         "anneal_time_s": anneal_time,
         "train_loss_last": res.train_losses[-1] if res.train_losses else None,
     }

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from ..errors import InvalidParameterError, UnknownNameError
-from ..lm.train import WSD_SHAPES
+from ..lm.train import WSD_SHAPES, wsd_lr
 
 DEFAULT_EPOCHS = 4.0
 
@@ -71,6 +71,18 @@ class AnnealSchedule:
             return int(self.steps)
         ep = DEFAULT_EPOCHS if self.epochs is None else float(self.epochs)
         return max(1, int(math.ceil(ep * k / int(self.batch_size))))
+
+    def lr(self, step: int, k: int, peak_lr: float) -> float:
+        """LR of update ``step`` (0-based) when annealing on ``k`` samples from ``peak_lr``.
+
+        Equals ``peak_lr`` at step 0 and 0 at step ``n_steps(k)``; non-increasing in between
+        (``direct_opt.lm.train.wsd_lr``, the function the annealing runs use).
+        """
+        return wsd_lr(step, self.n_steps(k), peak_lr, self.shape)
+
+    def lrs(self, k: int, peak_lr: float) -> list[float]:
+        """The LR of every update of the decay, ``[lr(0), ..., lr(n_steps(k) - 1)]``."""
+        return [self.lr(t, k, peak_lr) for t in range(self.n_steps(k))]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
