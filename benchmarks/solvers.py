@@ -83,12 +83,13 @@ def main(argv=None) -> int:
     p.add_argument("--osqp-max-n", type=int, default=10000, help="skip sca-osqp above this N (it is slow)")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.add_argument("--scale", action="store_true", help="run the out-of-core scaling study instead (benchmarks/scale.py)")
-    args, rest = p.parse_known_args(argv)
-    if args.scale:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--scale" in argv:  # every other argument belongs to the scaling study
         sys.path.insert(0, os.path.dirname(__file__))
         import scale
 
-        return scale.main(rest)
+        return scale.main([a for a in argv if a != "--scale"])
+    args, rest = p.parse_known_args(argv)
     if rest:
         p.error(f"unrecognized arguments: {rest}")
     backends = args.backends.split(",")

@@ -75,6 +75,18 @@ def use_device(problem: Any, device: Any, resident: bool | None = None, block_co
     the device for every product; ``None`` picks resident when G fits (:func:`device_fits`).
     Returns the problem (its ``op`` is replaced; G itself is not changed).
     """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError(f"device={device!r} is not a torch device ({exc}); use 'cpu', 'cuda' or 'cuda:N'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError(f"device={device!r}: CUDA is not available here; use device='cpu' or None.")
     G = problem.G
     if _is_torch(G):
         G = G if str(G.device) == str(device) else G.to(device)

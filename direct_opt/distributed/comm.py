@@ -79,7 +79,7 @@ class Comm:
         t = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype).to(self.device)
         dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op],
                         group=self.group)
-        out = t.cpu().numpy()
+        out = t.cpu().numpy().reshape(arr.shape)  # (np.ascontiguousarray makes 0-d arrays 1-d)
         return out if arr.ndim else out[()]
 
     def sum(self, x: Any) -> Any:

@@ -100,11 +100,22 @@ class Backend:
         seed: int = 0,
         local_search: bool | None = None,
         time_limit: float | None = None,
+        device: Any = None,
         **options: Any,
     ) -> SelectionResult:
         """Solve ``problem``; see :func:`solve` for the arguments."""
         if not isinstance(problem, SelectionProblem):
             raise InvalidParameterError(f"solve() expects a SelectionProblem, got {type(problem).__name__}.")
+        if device is not None:  # products with G on a torch device for this solve only
+            from ..linop import use_device
+
+            saved = problem.op
+            use_device(problem, device)
+            try:
+                return self.solve(problem, max_iter=max_iter, tol=tol, seed=seed, local_search=local_search,
+                                  time_limit=time_limit, **options)
+            finally:
+                problem.op = saved
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise InvalidParameterError(
@@ -229,6 +240,10 @@ def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) 
         local_search: 1-swap local search after rounding (backend default).
         time_limit: seconds; past it the best feasible selection so far is returned
             with status "time_limit".
+        device: a torch device ("cuda", "cuda:1", "cpu") for the products with G during
+            this solve: G is copied there once in its storage dtype when it fits, else
+            streamed in column blocks (see :func:`direct_opt.linop.use_device`).  None
+            (default): numpy on the host, memory maps streamed block by block.
         **options: backend-specific options (see each backend's ``options``).
     Returns:
         SelectionResult (status "infeasible" with an explanation when no selection exists).

@@ -1,0 +1,469 @@
+"""Sharded solving: P ranks each hold a contiguous column block of G (and of a).
+
+Nothing of size N is ever gathered: per outer iteration the ranks exchange p = G w
+(one all-reduce of r numbers) and a few dozen scalars.
+
+* :func:`dist_top_k` — global top-K by value: multi-pivot bisection on the threshold with
+  all-reduced counts, finished exactly by gathering the (few) values left in the bracket;
+  ties go to the lower global index.
+* :func:`dist_lmo` — the exact linear oracle of {0<=w<=1, 1^T w = K, a^T w <= tau}: the
+  same Lagrangian bisection on the budget multiplier as :class:`~direct_opt.oracle.DirectPolytope`
+  (top-K of c - mu a per step, stop when the two bracketing vertices differ in <= 2
+  coordinates and weak duality certifies their budget-tight mix).
+* :func:`solve_sharded` — ``sca-exact`` (LP-SCA, init "norms"), the greedy completion +
+  1-swap local search of :mod:`direct_opt.rounding`, and the norm / spectral upper bounds,
+  each step mirroring the single-process code so the selection is the same.
+
+Supported: backend ``sca-exact`` with the standard constraints (cardinality, budget).
+Anything else raises :class:`UnsupportedConstraintError` / :class:`InvalidParameterError`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidParameterError, UnsupportedConstraintError
+from ..linop import ColumnOperator
+from ..result import SelectionResult
+from .comm import Comm
+
+SUPPORTED_BACKENDS = ("sca-exact",)
+_GATHER_MAX = 4096  # finish a top-K selection by gathering once the bracket holds this few values
+_PIVOTS = 15  # thresholds counted per all-reduce in dist_top_k (4 bits per round)
+_BISECT_MAX = 200
+NEAR_ONE = 1.0 - 1e-6
+_TOL = 1e-9
+
+
+def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[start, stop) of rank's contiguous block when N columns are split over ``world`` ranks."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+@dataclass
+class ShardedProblem:
+    """One rank's share of the standard selection program (see SelectionProblem).
+
+    Attributes:
+        G: (r, n_local) this rank's columns (numpy array, memory map or torch tensor).
+        a: (n_local,) their stiff costs.
+        offset: global index of the first local column.
+        n: global N; k: K; tau: the budget (None: no budget).
+        comm: the :class:`Comm` over the ranks holding the other blocks.
+    """
+
+    G: Any
+    a: np.ndarray
+    offset: int
+    n: int
+    k: int
+    tau: float | None
+    comm: Comm
+
+    def __post_init__(self) -> None:
+        self.a = np.asarray(self.a, dtype=np.float64)
+        self.op = ColumnOperator(self.G)
+        if self.a.shape != (self.op.n,):
+            raise InvalidParameterError(f"a has shape {self.a.shape}; this rank holds {self.op.n} columns of G.")
+        total = int(self.comm.sum(np.int64(self.op.n)))
+        if total != self.n:
+            raise InvalidParameterError(f"the ranks hold {total} columns in all but n={self.n}; each rank must "
+                                        "pass its own contiguous block (see shard_range).")
+        if not 1 <= self.k <= self.n:
+            raise InvalidParameterError(f"k={self.k} must satisfy 1 <= k <= N={self.n}.")
+
+    @classmethod
+    def from_arrays(cls, G: Any, a: Any, k: int, tau: float | None, comm: Comm) -> "ShardedProblem":
+        """This rank's block of a full (r, N) G and (N,) a (slices of a memory map: no copy)."""
+        n = int(G.shape[1])
+        s, e = shard_range(n, comm.rank, comm.world)
+        return cls(G[:, s:e], np.asarray(a[s:e], dtype=np.float64), s, n, int(k), tau, comm)
+
+    @classmethod
+    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = 0.1, tau: float | None = None
+                   ) -> "ShardedProblem":
+        """Memory-map a stats directory and keep this rank's block; tau = tau_rel * mean(a) * K."""
+        from ..stats import GradientStats
+
+        st = GradientStats.load(path, mmap=True, verify=False)
+        if tau is None and tau_rel is not None:
+            tau = float(tau_rel) * float(np.mean(st.a_stiff)) * int(k)
+        return cls.from_arrays(st.G_flat, st.a_stiff, k, tau, comm)
+
+    @property
+    def n_local(self) -> int:
+        return self.op.n
+
+
+# ------------------------------------------------------------------ selection
+def dist_top_k(score: np.ndarray, k: int, comm: Comm) -> np.ndarray:
+    """Boolean mask (local) of the global top-k entries of ``score`` (ties: lower global index).
+
+    Each rank passes its own block (blocks in rank order = global index order).
+    """
+    score = np.asarray(score, dtype=np.float64)
+    n_tot = int(comm.sum(np.int64(score.size)))
+    if k <= 0:
+        return np.zeros(score.size, dtype=bool)
+    if k >= n_tot:
+        return np.ones(score.size, dtype=bool)
+    finite = np.isfinite(score)
+    n_fin = int(comm.sum(np.int64(finite.sum())))
+    if k >= n_fin:  # every finite entry, then the non-finite ones by global index
+        rest = np.flatnonzero(~finite)
+        before = int(comm.allgather_fixed(np.array([rest.size], dtype=np.int64)).ravel()[: comm.rank].sum())
+        mask = finite.copy()
+        mask[rest[: int(np.clip(k - n_fin - before, 0, rest.size))]] = True
+        return mask
+    lo = float(comm.min(score[finite].min() if finite.any() else np.inf))
+    hi = float(np.nextafter(comm.max(score.max() if score.size else -np.inf), np.inf))
+    c_hi = 0  # count(score >= hi) < k <= count(score >= lo)
+    for _ in range(_BISECT_MAX):
+        inside = (score >= lo) & (score < hi)
+        m = int(comm.sum(np.int64(inside.sum())))
+        need = k - c_hi
+        piv = lo + (hi - lo) * np.arange(1, _PIVOTS + 1) / (_PIVOTS + 1)
+        piv = np.unique(piv[(piv > lo) & (piv < hi)])
+        if m <= _GATHER_MAX or piv.size == 0:
+            break
+        counts = comm.sum(np.array([(score >= t).sum() for t in piv], dtype=np.int64))
+        j = int(np.searchsorted(-counts, -k, side="right"))  # pivots with count >= k: piv[:j]
+        if j > 0:
+            lo = float(piv[j - 1])
+        if j < piv.size:
+            hi, c_hi = float(piv[j]), int(counts[j])
+    mask = score >= hi
+    need = k - c_hi
+    inside = np.flatnonzero((score >= lo) & (score < hi))
+    if m <= _GATHER_MAX:  # exact finish: order the bracket by (value desc, index asc)
+        parts = comm.allgather(score[inside])
+        vals = np.concatenate(parts)
+        owner = np.concatenate([np.full(len(v), r) for r, v in enumerate(parts)])
+        pos = np.concatenate(comm.allgather(inside.astype(np.int64)))
+        order = np.lexsort((pos, owner, -vals))[:need]
+        mine = pos[order][owner[order] == comm.rank]
+        mask[mine] = True
+        return mask
+    # the bracket holds many copies of one value (no float strictly between lo and hi): lower ranks first
+    counts = comm.allgather_fixed(np.array([inside.size], dtype=np.int64)).ravel()
+    before = int(counts[: comm.rank].sum())
+    take = int(np.clip(need - before, 0, inside.size))
+    mask[inside[:take]] = True
+    return mask
+
+
+def k_smallest_sum(values: np.ndarray, avail: np.ndarray, m: int, comm: Comm) -> tuple[float, np.ndarray]:
+    """(sum of the m smallest ``values`` among ``avail``, local mask of them)."""
+    if m <= 0:
+        return 0.0, np.zeros(values.size, dtype=bool)
+    score = np.where(avail, -values, -np.inf)
+    n_avail = int(comm.sum(np.int64(avail.sum())))
+    if m > n_avail:
+        return np.inf, avail.copy()
+    mask = dist_top_k(score, m, comm) & avail
+    return float(comm.sum(values[mask].sum())), mask
+
+
+def dist_lmo(c: np.ndarray, a: np.ndarray, k: int, tau: float | None, comm: Comm) -> np.ndarray:
+    """Local block of argmax c^T w over {0 <= w <= 1, 1^T w = k, a^T w <= tau} (exact)."""
+    c = np.asarray(c, dtype=np.float64)
+
+    def top(mu: float) -> np.ndarray:
+        return dist_top_k(c - mu * a, k, comm).astype(np.float64)
+
+    def budget(x: np.ndarray) -> float:
+        return float(comm.sum(a @ x))
+
+    x0 = top(0.0)
+    if tau is None or budget(x0) <= tau:
+        return x0
+    a_pos = a[a > 0]
+    amin = float(comm.min(a_pos.min() if a_pos.size else np.inf))
+    amin = 1.0 if not np.isfinite(amin) else amin
+    lo, hi = 0.0, max(1.0, float(comm.max(np.abs(c).max(initial=0.0))) / max(amin, 1e-300))
+    x_lo, x_hi = x0, top(hi)
+    for _ in range(_BISECT_MAX):
+        if budget(x_hi) <= tau:
+            break
+        lo, x_lo, hi = hi, x_hi, hi * 4.0
+        x_hi = top(hi)
+    for _ in range(_BISECT_MAX):
+        ndiff = int(comm.sum(np.int64(np.count_nonzero(x_lo != x_hi))))
+        if ndiff <= 2 or hi - lo <= 1e-15 * hi:
+            w, certified = _mix(c, a, k, tau, x_lo, x_hi, comm)
+            if certified or hi - lo <= 1e-15 * hi:
+                return w
+        mid = 0.5 * (lo + hi)
+        x_mid = top(mid)
+        if budget(x_mid) > tau:
+            lo, x_lo = mid, x_mid
+        else:
+            hi, x_hi = mid, x_mid
+    return _mix(c, a, k, tau, x_lo, x_hi, comm)[0]
+
+
+def _mix(c, a, k, tau, x_lo, x_hi, comm) -> tuple[np.ndarray, bool]:
+    """Budget-tight mix of an over- and an under-budget vertex, and whether duality certifies it."""
+    b_lo, b_hi = (float(v) for v in comm.sum(np.array([a @ x_lo, a @ x_hi])))
+    if b_lo <= b_hi:
+        return x_hi, False
+    theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
+    w = theta * x_lo + (1.0 - theta) * x_hi
+    c_lo, c_hi, primal = (float(v) for v in comm.sum(np.array([c @ x_lo, c @ x_hi, c @ w])))
+    mu = max(0.0, (c_lo - c_hi) / (b_lo - b_hi))
+    d = c - mu * a
+    dual = float(comm.sum(d @ dist_top_k(d, k, comm))) + mu * tau
+    return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+
+
+# ----------------------------------------------------------------------- solve
+def _check_backend(backend: str, options: dict[str, Any]) -> None:
+    if backend not in SUPPORTED_BACKENDS:
+        raise InvalidParameterError(
+            f"backend {backend!r} has no sharded implementation; sharded solving supports {list(SUPPORTED_BACKENDS)}. "
+            "Use backend='sca-exact', or gather G on one process (GradientStats.load(..., mmap=True)) and call "
+            "direct_opt.solve for the other backends."
+        )
+    bad = sorted(set(options) - {"init"})
+    if bad or options.get("init", "norms") != "norms":
+        raise UnsupportedConstraintError(
+            f"sharded sca-exact supports no option(s) {bad or ['init=' + str(options.get('init'))]}; "
+            "it runs LP-SCA (prox=0) from init='norms'."
+        )
+
+
+def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_iter: int = 20, tol: float = 1e-4,
+                  seed: int = 0, local_search: bool = True, max_swaps: int = 100, swap_pool: int = 32,
+                  **options: Any) -> SelectionResult:
+    """Solve the program whose columns are spread over the ranks of ``problem.comm``.
+
+    Every rank calls this with its own block and gets the same SelectionResult
+    (``indices`` global, sorted; ``w`` is None: the continuous solution stays sharded,
+    ``info["w_local"]`` holds this rank's block).  ``seed`` is accepted for API parity
+    (sca-exact is deterministic).
+    """
+    _check_backend(backend, options)
+    t0 = time.monotonic()
+    P, comm = problem, problem.comm
+    sq = P.op.col_sq_norms()
+
+    def lmo(c: np.ndarray) -> np.ndarray:
+        return dist_lmo(c, P.a, P.k, P.tau, comm)
+
+    def gmatvec(w: np.ndarray) -> np.ndarray:
+        return comm.sum(P.op.matvec(w))
+
+    w = lmo(sq)
+    p = gmatvec(w)
+    f = float(p @ p)
+    grad = 2.0 * P.op.rmatvec(p)
+    v = lmo(grad)
+    gap = max(0.0, float(comm.sum(grad @ (v - w))))
+    history, converged, t = [], False, 0
+    for t in range(1, max_iter + 1):
+        p_next = gmatvec(v)
+        f_next = float(p_next @ p_next)
+        if f_next < f - 1e-9 * max(1.0, abs(f)):
+            t -= 1
+            break
+        step = float(np.sqrt(comm.sum(np.sum((v - w) ** 2))))
+        w, p, f = v, p_next, f_next
+        grad = 2.0 * P.op.rmatvec(p)
+        v = lmo(grad)
+        gap = max(0.0, float(comm.sum(grad @ (v - w))))
+        history.append({"iter": t, "objective": f, "step": step, "gap": gap})
+        if step < tol:
+            converged = True
+            break
+    f_rel = f
+    x, p_int, notes, swaps = _round(P, w, p, sq, local_search, max_swaps, swap_pool)
+    local_idx = np.flatnonzero(x)
+    indices = np.sort(np.concatenate(comm.allgather(local_idx.astype(np.int64) + P.offset))).astype(np.int64)
+    p_int = comm.sum(P.op.col_sum(local_idx))
+    objective = float(p_int @ p_int)
+    budget_used = float(comm.sum(P.a[x].sum()))
+    viol = {"cardinality": abs(float(indices.size) - P.k), "box": 0.0}
+    if P.tau is not None:
+        viol["budget"] = max(0.0, budget_used - P.tau)
+    feasible = indices.size == P.k and all(vv <= 1e-7 * max(1.0, abs(P.tau or 0.0)) for vv in viol.values())
+    ub = _upper_bound(P, sq, lmo)
+    return SelectionResult(
+        indices=indices if feasible else np.empty(0, np.int64),
+        objective=objective if feasible else float("nan"),
+        w=None, objective_relaxed=f_rel, upper_bound=ub,
+        certified_ratio=min(1.0, objective / ub) if feasible and ub > 0 and np.isfinite(ub) else None,
+        feasible=feasible, violations=viol, status=("converged" if converged else "max_iter") if feasible else "infeasible",
+        message="; ".join([f"sharded over {comm.world} rank(s)"] + notes), history=history, iterations=t,
+        converged=converged, time_s=time.monotonic() - t0, backend=backend, gap=gap,
+        info={"swaps": swaps, "world": comm.world, "w_local": w, "max_iter": max_iter, "tol": tol, "seed": seed,
+              "options": {"init": "norms", "prox": 0.0}},
+    )
+
+
+# -------------------------------------------------------------------- rounding
+def _best_local(key: np.ndarray, mask: np.ndarray, L: int) -> np.ndarray:
+    """Local indices of the (up to) L smallest ``key`` among ``mask`` (ties: lower index)."""
+    cand = np.flatnonzero(mask)
+    return cand[np.argsort(key[cand], kind="stable")[:L]]
+
+
+def _global_best(P: ShardedProblem, key: np.ndarray, mask: np.ndarray, L: int) -> np.ndarray:
+    """Global indices of the L smallest ``key`` among ``mask`` over all ranks (ties: lower index),
+    i.e. the serial ``idx[np.argsort(key[idx], kind="stable")[:L]]``."""
+    loc = _best_local(key, mask, L)
+    keys = np.concatenate(P.comm.allgather(key[loc]))
+    gidx = np.concatenate(P.comm.allgather(loc.astype(np.int64) + P.offset)).astype(np.int64)
+    return gidx[np.lexsort((gidx, keys))[:L]]
+
+
+def _round(P: ShardedProblem, w: np.ndarray, p_rel: np.ndarray, sq: np.ndarray, local_search: bool,
+           max_swaps: int, L: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    """Mirror of rounding.round_selection for the standard set: near-integral part, greedy fill,
+    1-swap local search.  Returns (local 0/1 mask, p = G x, notes, swaps)."""
+    comm, tau = P.comm, P.tau
+    x = np.zeros(P.n_local, dtype=bool)
+    p = np.zeros(P.op.r)
+    h = np.zeros(P.n_local)
+    budget = 0.0
+    notes: list[str] = []
+
+    def add_local(mask_new: np.ndarray) -> None:
+        nonlocal p, h, budget
+        idx = np.flatnonzero(mask_new)
+        x[idx] = True
+        g = comm.sum(P.op.col_sum(idx))
+        p = p + g
+        h = h + P.op.rmatvec(g)
+        budget += float(comm.sum(P.a[idx].sum()))
+
+    near = (w >= NEAR_ONE) & ~x
+    n_near = int(comm.sum(np.int64(near.sum())))
+    if n_near > P.k:  # keep the K largest (never happens for a feasible w)
+        near = dist_top_k(np.where(near, w, -np.inf), P.k, comm) & near
+        n_near = P.k
+    m_rest = P.k - n_near
+    fits = True
+    if tau is not None:
+        s_rest, _ = k_smallest_sum(P.a, ~near, m_rest, comm)
+        fits = float(comm.sum(P.a[near].sum())) + s_rest <= tau * (1 + 1e-12) + _TOL
+    if fits:
+        add_local(near)
+        notes.append(f"kept {n_near} near-integral entries of w")
+    else:
+        notes.append("near-integral part of w did not fit the constraints; filled greedily instead")
+    count = n_near if fits else 0
+    while count < P.k:  # greedy fill by marginal gain among completable candidates
+        avail = ~x
+        m = P.k - count
+        cand = avail.copy()
+        if tau is not None:
+            s_m1, small = k_smallest_sum(P.a, avail, m - 1, comm)
+            s_m, _ = k_smallest_sum(P.a, avail, m, comm)
+            room = tau - budget
+            tol = _TOL * max(1.0, tau)
+            cand &= (P.a + s_m1 <= room + tol) | (small & (s_m <= room + tol))
+        gains = np.where(cand, 2.0 * h + sq, -np.inf)
+        j_loc = int(np.argmax(gains)) if gains.size else 0
+        best = comm.allgather(np.array([gains[j_loc] if gains.size else -np.inf]))
+        vals = np.array([b[0] for b in best])
+        if not np.isfinite(vals.max()):
+            break
+        owner = int(np.argmax(vals))  # first maximum = lowest global index among equal gains
+        new = np.zeros(P.n_local, dtype=bool)
+        if comm.rank == owner:
+            new[j_loc] = True
+        add_local(new)
+        count += 1
+    if count < P.k:
+        notes.append("infeasible: no K-subset completes within the budget (sharded rounding has no MILP repair)")
+        return x, p, notes, 0
+    swaps = 0
+    if local_search:
+        swaps = _local_search(P, x, p, h, sq, budget, max_swaps, L)
+        p = comm.sum(P.op.col_sum(np.flatnonzero(x)))
+        notes.append(f"1-swap local search made {swaps} swaps")
+    return x, p, notes, swaps
+
+
+def _local_search(P: ShardedProblem, x: np.ndarray, p: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: float,
+                  max_swaps: int, L: int) -> int:
+    """Best-improvement 1-swap search over the L most promising ins and outs (as rounding._local_search)."""
+    comm, tau = P.comm, P.tau
+    done = 0
+    for _ in range(max_swaps):
+        gin, lout = 2.0 * h + sq, 2.0 * h - sq
+        ins_m, outs_m = ~x, x
+        if int(comm.sum(np.int64(ins_m.sum()))) == 0 or int(comm.sum(np.int64(outs_m.sum()))) == 0:
+            break
+        outs = np.unique(np.concatenate([_global_best(P, lout, outs_m, L), _global_best(P, -P.a, outs_m, L // 2)]))
+        top_in = _global_best(P, -gin, ins_m, L)
+        if tau is not None:
+            a_outs = _values_at(P, P.a, outs)
+            room = tau - budget + float(a_outs.max())
+            top_in = np.concatenate([top_in, _global_best(P, -gin, ins_m & (P.a <= room + _TOL), L)])
+        ins = np.unique(top_in)
+        G_out, G_in = _columns_at(P, outs), _columns_at(P, ins)
+        gin_in, lout_out = _values_at(P, gin, ins), _values_at(P, lout, outs)
+        gain = gin_in[None, :] - lout_out[:, None] - 2.0 * (G_out.T @ G_in)
+        ok = np.ones_like(gain, dtype=bool)
+        if tau is not None:
+            ok &= budget - _values_at(P, P.a, outs)[:, None] + _values_at(P, P.a, ins)[None, :] <= tau * (1 + 1e-12) + _TOL
+        thresh = 1e-12 * max(1.0, abs(float(p @ p)))
+        gain = np.where(ok, gain, -np.inf)
+        flat = int(np.argsort(-gain, axis=None, kind="stable")[0])
+        a_, b_ = np.unravel_index(flat, gain.shape)
+        if not gain[a_, b_] > thresh:
+            break
+        i, j = int(outs[a_]), int(ins[b_])
+        d = G_in[:, b_] - G_out[:, a_]
+        for gi, val in ((i, False), (j, True)):
+            if P.offset <= gi < P.offset + P.n_local:
+                x[gi - P.offset] = val
+        p += d
+        h += P.op.rmatvec(d)
+        budget += float(_values_at(P, P.a, np.array([j]))[0] - _values_at(P, P.a, np.array([i]))[0])
+        done += 1
+    return done
+
+
+def _values_at(P: ShardedProblem, v: np.ndarray, gidx: np.ndarray) -> np.ndarray:
+    """v at global indices ``gidx`` (replicated on every rank)."""
+    out = np.zeros(gidx.size)
+    loc = (gidx >= P.offset) & (gidx < P.offset + P.n_local)
+    out[loc] = v[gidx[loc] - P.offset]
+    return P.comm.sum(out)
+
+
+def _columns_at(P: ShardedProblem, gidx: np.ndarray) -> np.ndarray:
+    """G[:, gidx] (r, len) float64, replicated on every rank (each column from its owner)."""
+    out = np.zeros((P.op.r, gidx.size))
+    loc = np.flatnonzero((gidx >= P.offset) & (gidx < P.offset + P.n_local))
+    if loc.size:
+        out[:, loc] = P.op.columns(gidx[loc] - P.offset)
+    return P.comm.sum(out)
+
+
+# ------------------------------------------------------------------ certificate
+def _upper_bound(P: ShardedProblem, sq: np.ndarray, lmo) -> float:
+    """min(norm bound, spectral bound) as in certificates.upper_bound, computed sharded."""
+    comm = P.comm
+    norms = np.sqrt(sq)
+    bound = float(comm.sum(norms @ lmo(norms))) ** 2
+    gram = comm.sum(P.op.gram())
+    ev, U = np.linalg.eigh(gram)
+    ev, U = np.maximum(ev[::-1], 0.0), U[:, ::-1]
+    ev = ev + 1e-10 * ev[0] + 1e-300
+    best, acc = ev[0] * P.k, 0.0
+    for j in range(min(3, len(ev) - 1)):
+        sigma = np.sqrt(ev[j])
+        v = P.op.rmatvec(U[:, j]) / sigma
+        m_j = max(float(comm.sum(v @ lmo(v))), float(comm.sum(-v @ lmo(-v))))
+        acc += ev[j] * m_j**2 * (1 + 1e-9)
+        best = min(best, acc + ev[j + 1] * P.k)
+    return min(bound, float(best)) * (1 + 1e-9) + 1e-12
