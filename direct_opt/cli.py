@@ -31,6 +31,11 @@ SUBCOMMANDS = {
 }
 
 
+def one_line(text: object) -> str:
+    """``str(text)`` with every line break (\\n, \\r, \\x0b, \\u2028, ...) replaced by a space."""
+    return " ".join(str(text).splitlines())
+
+
 class UsageError(Exception):
     """Bad command-line arguments (exit code 2)."""
 
@@ -126,7 +131,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(Path(args.out), json.dumps(selection_record(res, stats, problem, args), indent=1))
         print(f"selection written to {args.out}")
-    return 0 if res.status != "infeasible" else 1
+    if res.status == "infeasible":
+        print(f"direct-opt: error: {one_line(res.message)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("no command given; try `direct-opt --help`")
         return int(args.func(args) or 0)
     except UsageError as exc:
-        print(f"direct-opt: error: {exc}", file=sys.stderr)
+        print(f"direct-opt: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("direct-opt: interrupted (Ctrl-C); nothing was written for the unfinished step.", file=sys.stderr)
@@ -171,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if debug:
             raise
-        msg = str(exc).replace("\n", " ") or type(exc).__name__
+        msg = one_line(exc) or type(exc).__name__
         print(f"direct-opt: error: {type(exc).__name__}: {msg}", file=sys.stderr)
         return 1
 
