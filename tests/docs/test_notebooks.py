@@ -1,0 +1,67 @@
+"""The three notebooks execute top to bottom (tiny sizes) and draw figures; git keeps them without outputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="needs the dev extra: pip install -e '.[dev]'")
+nbclient = pytest.importorskip("nbclient", reason="needs the dev extra: pip install -e '.[dev]'")
+pytest.importorskip("ipykernel", reason="needs the dev extra: pip install -e '.[dev]'")
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+#: notebook -> minimum number of figures it must draw
+EXPECTED = {"01_compare_backends.ipynb": 8, "02_custom_constraints.ipynb": 2, "03_end_to_end.ipynb": 2}
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory, monkeypatch_module):
+    """A python3 kernelspec that runs THIS interpreter (no global registration), tiny sizes,
+    and one checkpoint/extraction cache shared by notebooks 01 and 03."""
+    base = tmp_path_factory.mktemp("jupyter")
+    spec = base / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "direct_opt test kernel", "language": "python"}))
+    monkeypatch_module.setenv("JUPYTER_PATH", str(base))  # searched before user and system kernel dirs
+    monkeypatch_module.setenv("DIRECT_OPT_NB_SIZE", "ci")
+    monkeypatch_module.setenv("DIRECT_OPT_NB_CACHE", str(tmp_path_factory.mktemp("nbcache")))
+    monkeypatch_module.setenv("MPLBACKEND", "Agg")
+    monkeypatch_module.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    return base
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_notebooks_are_stored_without_outputs():
+    for name in EXPECTED:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code, name
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{name}: strip the outputs"
+        assert "DIRECT_OPT_NB_SIZE" in code[0].source, f"{name}: the first cell must read the size parameter"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_notebook_executes(name, kernel_env):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable  # this venv's python
+    client.execute()  # raises CellExecutionError with the cell and traceback on any error
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= EXPECTED[name], f"{name} drew {len(images)} figures, expected >= {EXPECTED[name]}"
