@@ -156,8 +156,8 @@ class OutputDir:
         if not marker.is_file():
             return None
         info = json.loads(marker.read_text())
-        arrays = {name: np.load(d / f"{name}.npy", allow_pickle=False) for name in info["arrays"]}
-        return arrays, info
+        arrays = {name: np.load(d / f"{name}.npy", allow_pickle=False) for name in info.pop("arrays")}
+        return arrays, info  # the info as first saved (a resumed run's provenance matches a fresh one's)
 
     # --------------------------------------------------------------- shards
     def shard_path(self, b: int) -> Path:

@@ -104,3 +104,34 @@ def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
     """``direct-opt ARGS`` in a child process (the console script's own python)."""
     cmd = [sys.executable, "-c", "import sys; from direct_opt.cli import main; sys.exit(main())", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(), **kw)
+
+
+# ---------------------------------------------------------------- child extraction processes
+def spawn_worker(out_dir: Path, *args: str, **popen_kw) -> subprocess.Popen:
+    """Start ``_extract_worker.py OUT_DIR ARGS`` (stdout/stderr piped, text mode)."""
+    return subprocess.Popen([sys.executable, str(WORKER), str(out_dir), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=popen_kw.pop("env", None) or child_env(), **popen_kw)
+
+
+def wait_for(proc: subprocess.Popen, ready, timeout: float = 240.0, what: str = "the child") -> None:
+    """Poll until ``ready()`` is true; fail with the child's output if it exits or times out first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"{what} exited with {proc.returncode} first:\n{out}\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            sigkill(proc)
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    """SIGKILL the child and reap it (a reaped pid is dead, so its lock file is stale)."""
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
