@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -124,11 +125,13 @@ def child(args: argparse.Namespace) -> int:
             import torch
 
             torch.zeros(1, device=dev).sum().item()
-        t = time.perf_counter()
+        t, ru = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         res = solve(prob, backend=args.backend, seed=args.seed, device=dev, time_limit=args.time_limit)
         elapsed = time.perf_counter() - t
+        ru2 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
     print(json.dumps({
-        "n": n, "r": int(G.shape[0]), "backend": args.backend, "device": args.device, "time_s": elapsed,
+        "n": n, "r": int(G.shape[0]), "backend": args.backend, "device": args.device, "time_s": elapsed, "cpu_s": cpu_s,
         "objective": res.objective, "feasible": res.feasible, "status": res.status, "iterations": res.iterations,
         "certified_ratio": res.certified_ratio, "peak_rss": _MemSampler.read("VmHWM"),
         "peak_anon": mem.peak, "base_anon": base_anon, "g_bytes": int(G.size) * G.itemsize,
@@ -186,7 +189,8 @@ def main(argv=None) -> int:
     os.makedirs(args.dir, exist_ok=True)
     print(f"scale study: r={args.r}, K=N/10, tau_rel=0.1, G float16 memory-mapped from {args.dir}, "
           f"{os.cpu_count()} CPU cores, devices {devices}")
-    print(f"{'N':>10s} {'backend':11s} {'device':7s} {'time_s':>9s} {'G_GB':>6s} {'peakRSS_GB':>10s} "
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (time_s is wall time; cpu_s the CPU time of the solve)")
+    print(f"{'N':>10s} {'backend':11s} {'device':7s} {'time_s':>9s} {'cpu_s':>8s} {'G_GB':>6s} {'peakRSS_GB':>10s} "
           f"{'peakAnon_GB':>11s} {'feasible':>8s} {'cert':>6s} {'iters':>5s}")
     rows = []
     for n in sizes:
@@ -208,7 +212,7 @@ def main(argv=None) -> int:
                     print(f"{n:>10d} {b:11s} {dev:7s} error: {row['error']}")
                     continue
                 cert = f"{row['certified_ratio']:6.3f}" if row["certified_ratio"] is not None else "   n/a"
-                print(f"{n:>10d} {b:11s} {dev:7s} {row['time_s']:9.2f} {row['g_bytes'] / 1e9:6.2f} "
+                print(f"{n:>10d} {b:11s} {dev:7s} {row['time_s']:9.2f} {row['cpu_s']:8.1f} {row['g_bytes'] / 1e9:6.2f} "
                       f"{row['peak_rss'] / 1e9:10.2f} {row['peak_anon'] / 1e9:11.2f} {str(row['feasible']):>8s} "
                       f"{cert} {row['iterations']:5d}", flush=True)
         if not args.keep:

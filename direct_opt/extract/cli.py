@@ -6,6 +6,8 @@
 A ``.jsonl`` file gives one sample per line (field ``--text-field``, default ``text``); any
 other file gives one sample per non-empty line. Needs the [hf] extra (transformers).
 The run directory ``--out`` is resumable: re-run the same command after an interruption.
+Under ``torchrun --nproc-per-node P`` the ranks split the validation and pool batches and
+write into the same ``--out`` (gloo on CPU, NCCL with ``--device cuda``); see docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -84,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
     from .hf import hf_causal_lm_loss, load_causal_lm, tokenize_texts
     from .pipeline import extract_stats
 
+    rank = 0
     try:
+        from ..distributed import init_from_env
+
+        comm = init_from_env("nccl" if args.device.startswith("cuda") else "gloo")
+        rank = comm.rank
         train_txt = read_texts(args.train, args.text_field)
         val_txt = read_texts(args.val, args.text_field)
         model, tok = load_causal_lm(args.model, args.device)
@@ -92,15 +99,17 @@ def run(args: argparse.Namespace) -> int:
             k_sketch=args.k_sketch, projector=args.projector, elbow_energy=args.elbow_energy, elbow=args.elbow,
             param_filter=_param_filter(args.params), batch_size=args.batch_size, dtype=args.dtype,
             device=args.device, seed=args.seed, curvature=args.curvature, out_dir=args.out,
-            store_stiff=not args.no_store_stiff, verbose=not args.quiet,
+            store_stiff=not args.no_store_stiff, verbose=not args.quiet and rank == 0,
         )
         stats = extract_stats(model, hf_causal_lm_loss(), tokenize_texts(tok, train_txt, args.max_length),
-                              tokenize_texts(tok, val_txt, args.max_length), cfg)
+                              tokenize_texts(tok, val_txt, args.max_length), cfg, comm=comm)
     except ImportError as exc:
         print(f"direct-opt extract: {exc}", file=sys.stderr)
         return 2
     except (DirectOptError, OSError, ValueError) as exc:
         print(f"direct-opt extract: error: {exc}", file=sys.stderr)
         return 1
+    if rank != 0:
+        return 0
     print(f"wrote {Path(args.out) / 'stats'}: N={stats.n}, k={stats.k_star + stats.r}, k*={stats.k_star}, r={stats.r}")
     return 0

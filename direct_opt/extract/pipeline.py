@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..distributed.extract import (compute_on_rank0, gather_batches, make_output_dir, my_batches, read_pool,
+                                   resolve_comm, share_arrays)
 from ..errors import ExtractionError
 from ..stats import GradientStats
 from .config import ExtractConfig
@@ -61,21 +63,23 @@ def _bar(cfg: ExtractConfig, total: int, desc: str, initial: int = 0) -> tqdm:
                 disable=not cfg.verbose, dynamic_ncols=True, leave=True)
 
 
-def _fisher_curvature(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig, device: torch.device
-                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    zs, ls = [], []
+def _fisher_curvature(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig, device: torch.device,
+                      comm: Any = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    zs, ls = {}, {}
     ranges = batch_ranges(len(val), cfg.batch_size)
+    mine = my_batches(len(ranges), comm)  # all batches in one process; every P-th under torchrun
     with _bar(cfg, len(val), "validation (fisher)") as bar:
-        for _, s, e, batch in iter_batches(val, ranges, cfg.collate_fn):
+        for b, (_, s, e, batch) in zip(mine, iter_batches(val, [ranges[b] for b in mine], cfg.collate_fn)):
             loss, z, _ = sketcher.sketch(to_device(batch, device), e - s, s, "validation")
-            zs.append(z.numpy().astype(np.float32))
-            ls.append(loss.numpy().astype(np.float32))
+            zs[b] = z.numpy().astype(np.float32)
+            ls[b] = loss.numpy().astype(np.float32)[:, None]
             bar.update(e - s)
-    z_val = np.concatenate(zs)
+    z_val = gather_batches(zs, len(ranges), comm)  # (M, k) in batch order on every rank
     lam, vec = fisher_eigen(z_val)
     arrays = {"eigvals": lam, "basis": vec, "val_mean": z_val.astype(np.float64).mean(0),
-              "val_losses": np.concatenate(ls)}
-    return arrays, {"kind": "fisher", "k": int(lam.size), "m": len(val)}
+              "val_losses": gather_batches(ls, len(ranges), comm).ravel()}
+    info = {"kind": "fisher", "k": int(lam.size), "m": len(val)}
+    return share_arrays(arrays, info, comm) if comm is not None else (arrays, info)
 
 
 def _hessian_curvature(engine: PerSampleGrad, val: Sequence[Any], cfg: ExtractConfig, device: torch.device
@@ -123,7 +127,7 @@ class _IdentityProjector(BasisProjector):
 
 def extract_stats(
     model: torch.nn.Module, loss_fn: LossFn, train_samples: Sequence[Any], val_samples: Sequence[Any],
-    cfg: ExtractConfig | None = None,
+    cfg: ExtractConfig | None = None, comm: Any = None,
 ) -> GradientStats:
     """Gradient statistics of a candidate pool at the model's current weights.
 
@@ -134,6 +138,11 @@ def extract_stats(
         train_samples: the candidate pool (N samples, a sequence; indexable).
         val_samples: the validation set (M samples).
         cfg: :class:`ExtractConfig` (defaults if None).
+        comm: a :class:`direct_opt.distributed.Comm` to split the work over ranks; None: the
+            default ``torch.distributed`` group when it is initialised (or torchrun's
+            environment says WORLD_SIZE > 1), else one process.  Every rank passes the same
+            model, data and cfg (``out_dir`` on a shared file system) and gets the same stats,
+            identical to a one-process run; see docs/scaling.md.
     Returns:
         GradientStats with G_flat (k-k*, N), a_stiff (N,), eigvals (k,), k_star, G_stiff
         (k*, N) if ``cfg.store_stiff``, val_grad (k,), losses (N,), grad_norms (N,) and a
@@ -159,26 +168,29 @@ def extract_stats(
             "val": data_fingerprint(val_samples),
             "package_version": package_version(),
         }
-        out = OutputDir(cfg.out_dir, header) if cfg.out_dir else None
+        comm = resolve_comm(comm)
+        out = make_output_dir(cfg.out_dir, header, comm) if cfg.out_dir else None
         with out if out is not None else contextlib.nullcontext():
-            return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out)
+            return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out, comm)
     finally:
         model.train(was_training)
 
 
 def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: Sequence[Any],
          val: Sequence[Any], cfg: ExtractConfig, device: torch.device, header: dict[str, Any],
-         out: OutputDir | None) -> GradientStats:
+         out: OutputDir | None, comm: Any = None) -> GradientStats:
     hessian = cfg.curvature == "hessian-lanczos"
     sketcher = None if hessian else _make_sketcher(model, loss_fn, engine, cfg, device)
     saved = out.load_curvature() if out is not None else None
     if saved is not None:
         curv, info = saved
+    elif hessian and comm is not None:  # computed once, on rank 0, and shared
+        curv, info = compute_on_rank0(lambda: _hessian_curvature(engine, val, cfg, device), comm)
     elif hessian:
         curv, info = _hessian_curvature(engine, val, cfg, device)
     else:
         assert sketcher is not None
-        curv, info = _fisher_curvature(sketcher, val, cfg, device)
+        curv, info = _fisher_curvature(sketcher, val, cfg, device, comm)
     if saved is None and out is not None:
         out.save_curvature(curv, info)
     if hessian:
@@ -197,6 +209,8 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
     with _bar(cfg, len(train), "pool", initial=sum(
             e - s for b, (s, e) in enumerate(ranges) if out is not None and out.has_shard(b))) as bar:
         for b, (s, e) in enumerate(ranges):
+            if comm is not None and b % comm.world != comm.rank:  # another rank's batch
+                continue
             if out is not None and out.has_shard(b):
                 rows.append(out.load_shard(b, e - s, cols))
                 continue
@@ -209,11 +223,16 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
                 out.write_progress(completed=done, n_batches=len(ranges), done=False)
             rows.append(arr)
             bar.update(e - s)
-    table = np.concatenate(rows)
+    if comm is None:
+        table = np.concatenate(rows)
+    elif out is not None:  # every rank's shards are on the shared run directory
+        table = read_pool(out, ranges, cols, comm)
+    else:
+        table = gather_batches(dict(zip(my_batches(len(ranges), comm), rows)), len(ranges), comm)
 
     # ------------------------------------------------- eigen-coordinates
     z = table[:, 2:].astype(np.float64)
-    basis = np.asarray(curv["basis"], dtype=np.float64)
+    basis = np.ascontiguousarray(curv["basis"], dtype=np.float64)  # one memory order: same BLAS path, same bits
     coords = math.sqrt(k) * (z @ basis) if not hessian else math.sqrt(k) * z  # (N, k)
     val_grad = math.sqrt(k) * (np.asarray(curv["val_mean"]) @ basis if not hessian else np.asarray(curv["val_mean"]))
     stiff = coords[:, :k_star]
@@ -246,9 +265,11 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         grad_norms=np.sqrt(np.clip(table[:, 1].astype(np.float64), 0, None)).astype(np.float32),
         config=config,
     )
-    if out is not None:
+    if out is not None and (comm is None or comm.rank == 0):
         stats.save(out.path / "stats")
         out.write_progress(completed=len(ranges), n_batches=len(ranges), done=True)
+    if comm is not None:
+        comm.barrier()  # the saved stats exist when any rank returns
     return stats
 
 

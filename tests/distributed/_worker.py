@@ -35,15 +35,17 @@ def solve_case(out: Path) -> None:
 
 
 def extract_case(out: Path, run_dir: str | None) -> None:
+    """With RUN_DIR: one extraction into it.  Without: in memory, fisher and hessian-lanczos."""
     from direct_opt.distributed import init_from_env
 
     from .dist_testlib import extract_small
 
     comm = init_from_env("gloo")
-    stats = extract_small(run_dir)
-    np.save(out / f"G_rank{comm.rank}.npy", np.asarray(stats.G_flat), allow_pickle=False)
-    np.save(out / f"a_rank{comm.rank}.npy", np.asarray(stats.a_stiff), allow_pickle=False)
-    (out / f"checksum_rank{comm.rank}.txt").write_text(stats.checksum())
+    cases = {"run": dict(run_dir=run_dir)} if run_dir else {"mem": {}, "hessian": dict(curvature="hessian-lanczos")}
+    for name, kw in cases.items():
+        stats = extract_small(**kw)
+        np.savez(out / f"{name}_rank{comm.rank}.npz", **{k: np.asarray(v) for k, v in stats.arrays().items()})
+        (out / f"{name}_checksum_rank{comm.rank}.txt").write_text(stats.checksum())
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def instance(n: int = 3000, r: int = 12, seed: int = 4):
     return G.astype(np.float32), a, k, 0.1 * float(a.mean()) * k
 
 
-def extract_small(run_dir: str | None):
+def extract_small(run_dir: str | None = None, curvature: str = "fisher"):
     """extract_stats of the tiny MLP on 37 pool / 13 validation samples (batch 4: uneven shards)."""
     import torch
 
@@ -32,7 +32,7 @@ def extract_small(run_dir: str | None):
 
     torch.manual_seed(0)
     model = TinyMLP()
-    cfg = ExtractConfig(k_sketch=16, batch_size=4, seed=5, verbose=False, out_dir=run_dir)
+    cfg = ExtractConfig(k_sketch=16, batch_size=4, seed=5, verbose=False, out_dir=run_dir, curvature=curvature)
     return extract_stats(model, mse_loss, make_data(37, seed=1), make_data(13, seed=2), cfg)
 
 
@@ -49,7 +49,7 @@ def launch(world: int, args: list[str], timeout: float = 90.0) -> None:
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+               "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         procs.append(subprocess.Popen([sys.executable, "-m", "tests.distributed._worker", *args], cwd=ROOT, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     errors = []
