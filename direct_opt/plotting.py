@@ -14,6 +14,7 @@ headless and in notebooks alike) and returns the figure. Pass ``path=`` to save 
 * :func:`plot_convergence` — objective and step ‖w_{t+1} − w_t‖ per outer iteration against
   T_max and δ;
 * :func:`plot_overlap` — Jaccard overlap between selections (heatmap), with :func:`jaccard`;
+* :func:`save_comparison_figure` — the last three for one problem, in one PNG;
 * :func:`plot_sweep` — how quantities change with one parameter (τ_rel, elbow energy, ...);
 * :func:`plot_support_matrix` — which backend accepts which constraint;
 * :func:`plot_flat_stiff_concept` — the flat/stiff picture of DESIGN §1 on a 2-D quadratic.
@@ -330,7 +331,7 @@ def plot_objective_vs_time(results: Any, ax: Any = None, path: str | Path | None
 
 
 def plot_convergence(results: Any, tol: float = 1e-4, max_iter: int = 20, path: str | Path | None = None,
-                     title: str | None = None) -> Figure:
+                     title: str | None = None, axes: Sequence[Any] | None = None) -> Figure:
     """Per outer iteration: relaxed objective f(w_t) and step ‖w_t − w_{t−1}‖, one line per backend.
 
     The step panel (log scale) shows the stopping rule: the tolerance δ = ``tol`` (dotted)
@@ -340,9 +341,14 @@ def plot_convergence(results: Any, tol: float = 1e-4, max_iter: int = 20, path: 
     Args:
         results: ``{name: SelectionResult | dict}`` or a list; each needs ``history``
             rows ``{"iter", "objective", "step"}``.
+        axes: two existing axes (objective, step) to draw on instead of a new figure.
     """
-    fig = Figure(figsize=(12, 4.2), layout="constrained")
-    ax_f, ax_s = fig.subplots(1, 2)
+    if axes is not None:
+        ax_f, ax_s = axes
+        fig = ax_f.figure
+    else:
+        fig = Figure(figsize=(12, 4.2), layout="constrained")
+        ax_f, ax_s = fig.subplots(1, 2)
     drawn = 0
     for i, (name, d) in enumerate(_named(results)):
         hist = d.get("history") or []
@@ -367,6 +373,25 @@ def plot_convergence(results: Any, tol: float = 1e-4, max_iter: int = 20, path: 
         a.set_xlim(0, max_iter + 1)
         if drawn or a is ax_s:
             a.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def save_comparison_figure(results: Any, path: str | Path, tol: float = 1e-4, max_iter: int = 20,
+                           title: str | None = None) -> Figure:
+    """Four panels for one problem solved by several backends, saved as PNG at ``path``:
+    objective vs time, objective per iteration, step per iteration (against δ and T_max),
+    and the Jaccard overlap of the selections.
+
+    Args:
+        results: ``{name: SelectionResult | dict}`` or a list of SelectionResults.
+    """
+    fig = Figure(figsize=(14, 10), layout="constrained")
+    axs = fig.subplots(2, 2)
+    plot_objective_vs_time(results, ax=axs[0, 0])
+    plot_overlap(results, ax=axs[0, 1])
+    plot_convergence(results, tol=tol, max_iter=max_iter, axes=(axs[1, 0], axs[1, 1]))
     if title:
         fig.suptitle(title)
     return _finish(fig, path)

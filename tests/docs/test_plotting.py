@@ -48,6 +48,10 @@ def test_comparison_plots(results, tmp_path):
     assert np.all(np.diff(ys) >= -1e-9 * abs(ys).max())  # SCA objective is non-decreasing
     fig = plotting.plot_backend_comparison(results)
     assert len(fig.axes) == 3
+    fig = plotting.save_comparison_figure(results, tmp_path / "all.png", title="four panels")
+    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
+    _labelled(fig)
+    assert len([a for a in fig.axes if a.get_label() != "<colorbar>"]) == 4
 
 
 def test_overlap_heatmap_values(results):
