@@ -81,6 +81,38 @@ def collect(path: Path, root: Path = ROOT) -> list[Snippet]:
     return out
 
 
+def cli_commands(path: Path, root: Path = ROOT) -> list[tuple[str, int, list[str]]]:
+    """``direct-opt ...`` invocations in the ```bash / ```sh blocks of a file:
+    [(path, line, argv without the program name)], split on ``&&``, ``;`` and ``|``, comments dropped."""
+    import shlex
+
+    rel = str(path.relative_to(root))
+    out = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        f = FENCE.match(lines[i])
+        if not f:
+            i += 1
+            continue
+        lang = f.group(2).lower()
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith("```"):
+            if lang in ("bash", "sh", "shell", "console"):
+                words = shlex.split(lines[i].strip().lstrip("$ "), comments=True)
+                cmd: list[str] = []
+                for w in words + ["&&"]:
+                    if w in ("&&", ";", "|", "||"):
+                        if cmd and cmd[0] == "direct-opt":
+                            out.append((rel, i + 1, cmd[1:]))
+                        cmd = []
+                    else:
+                        cmd.append(w)
+            i += 1
+        i += 1
+    return out
+
+
 def run_file(snippets: list[Snippet]) -> list[dict]:
     """Run one file's blocks in order in one namespace; one result dict per block."""
     ns: dict = {"__name__": "__docs__"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .snippets import ROOT, Snippet, collect, doc_files
+from .snippets import ROOT, Snippet, cli_commands, collect, doc_files
 
 HERE = Path(__file__).resolve().parent
 MAX_SKIPPED_FRACTION = 0.2  # no-test blocks must stay rare
@@ -62,3 +62,19 @@ def test_snippets_run(tmp_path):
           + ", ".join(f"{r['path']}:{r['line']} {r['time_s']:.1f}s" for r in slow))
     assert not failed, "\n\n".join(f"{r['path']}:{r['line']}\n{r['error']}" for r in failed)
     assert len(ran) >= 10
+
+
+def test_cli_commands_in_docs_parse():
+    """Every ``direct-opt ...`` line in a bash block names a real subcommand with real flags."""
+    from direct_opt.cli import build_parser
+
+    cmds = [c for f in doc_files() for c in cli_commands(f)]
+    assert len(cmds) >= 5 and {"demo", "solve", "compare"} <= {argv[0] for _, _, argv in cmds if argv}
+    parser = build_parser()
+    bad = []
+    for path, line, argv in cmds:
+        try:
+            parser.parse_args(argv)
+        except BaseException as exc:  # argparse exits; our parser may raise UsageError
+            bad.append(f"{path}:{line}: direct-opt {' '.join(argv)}  ->  {type(exc).__name__}: {exc}")
+    assert not bad, "\n".join(bad)
