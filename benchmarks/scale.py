@@ -118,20 +118,26 @@ def child(args: argparse.Namespace) -> int:
     import torch  # noqa: F401  (imported lazily by the float16 upcast: a one-time cost, not solve time)
 
     base_anon = _MemSampler.read("RssAnon")
+    to_device_s = 0.0
     with _MemSampler() as mem:
         prob = SelectionProblem(G, a, k=k, tau=0.1 * a.mean() * k, validate=False)
-        dev = None if args.device == "cpu" else args.device
-        if dev is not None:  # warm up CUDA (context creation is not solve time)
-            import torch
+        if args.device != "cpu":  # CUDA context creation is not solve time; the copy of G is timed apart
+            from direct_opt.linop import use_device
 
-            torch.zeros(1, device=dev).sum().item()
+            torch.zeros(1, device=args.device).sum().item()
+            t = time.perf_counter()
+            use_device(prob, args.device)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            to_device_s = time.perf_counter() - t
         t, ru = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-        res = solve(prob, backend=args.backend, seed=args.seed, device=dev, time_limit=args.time_limit)
+        res = solve(prob, backend=args.backend, seed=args.seed, time_limit=args.time_limit)
         elapsed = time.perf_counter() - t
         ru2 = resource.getrusage(resource.RUSAGE_SELF)
         cpu_s = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
     print(json.dumps({
-        "n": n, "r": int(G.shape[0]), "backend": args.backend, "device": args.device, "time_s": elapsed, "cpu_s": cpu_s,
+        "n": n, "r": int(G.shape[0]), "backend": args.backend, "device": args.device, "time_s": elapsed, "cpu_s": cpu_s, "to_device_s": to_device_s,
+        "resident": bool(getattr(prob.op, "is_torch", False) and not getattr(prob.op, "host_to_device", False)),
         "objective": res.objective, "feasible": res.feasible, "status": res.status, "iterations": res.iterations,
         "certified_ratio": res.certified_ratio, "peak_rss": _MemSampler.read("VmHWM"),
         "peak_anon": mem.peak, "base_anon": base_anon, "g_bytes": int(G.size) * G.itemsize,
@@ -170,6 +176,8 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="sca-exact")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--compare", default=None, help="'cpu': also solve on the CPU in the same run, print the ratio")
+    p.add_argument("--compare-max-n", type=int, default=200000,
+                   help="run the --compare device only for N up to this (a CPU solve at r=2048, N=1e6 takes minutes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dir", default="/tmp/direct_opt_scale", help="where the float16 instances are written")
     p.add_argument("--keep", action="store_true", help="keep the instance files (default: delete after use)")
@@ -205,6 +213,8 @@ def main(argv=None) -> int:
         gen_s = time.perf_counter() - t
         for b in backends:
             for dev in devices:
+                if dev != args.device and n > args.compare_max_n:
+                    continue
                 row = _run_child(g_file, a_file, b, dev, args.seed, args.time_limit, args.timeout)
                 row.update({"n": n, "backend": b, "device": dev, "gen_s": gen_s})
                 rows.append(row)
@@ -214,7 +224,9 @@ def main(argv=None) -> int:
                 cert = f"{row['certified_ratio']:6.3f}" if row["certified_ratio"] is not None else "   n/a"
                 print(f"{n:>10d} {b:11s} {dev:7s} {row['time_s']:9.2f} {row['cpu_s']:8.1f} {row['g_bytes'] / 1e9:6.2f} "
                       f"{row['peak_rss'] / 1e9:10.2f} {row['peak_anon'] / 1e9:11.2f} {str(row['feasible']):>8s} "
-                      f"{cert} {row['iterations']:5d}", flush=True)
+                      f"{cert} {row['iterations']:5d}" + (f"  (+{row['to_device_s']:.2f} s copying G to {dev} "
+                      f"before the solve, {'resident' if row['resident'] else 'streamed'})" if dev != "cpu" else ""),
+                      flush=True)
         if not args.keep:
             for f in (g_file, a_file):
                 os.remove(f)

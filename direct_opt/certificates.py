@@ -50,7 +50,9 @@ def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: flo
         if w is None or gap is None:
             return np.inf
         return P.objective(w) + max(0.0, gap)
-    outer = DirectPolytope(P.a, P.k, P.tau, P.lb, P.ub)
+    from .distributed.device_oracle import structured_polytope
+
+    outer = structured_polytope(P)  # DirectPolytope (its LMO on the GPU when G is there)
     norms = P.op.col_norms()
     bound = min(float(norms @ outer.lmo(norms)) ** 2, spectral_bound(P, outer))
     if P.c is not None:

@@ -319,6 +319,8 @@ class GeneralPolytope:
 
 def make_oracle(problem):
     """The structured oracle when only standard constraints (+ fixings) are present, else the general one."""
-    if problem.rows is None:
-        return DirectPolytope(problem.a, problem.k, problem.tau, problem.lb, problem.ub)
+    if problem.rows is None:  # on the GPU when G is there (same iterates, torch.topk)
+        from .distributed.device_oracle import structured_polytope
+
+        return structured_polytope(problem)
     return GeneralPolytope(problem)

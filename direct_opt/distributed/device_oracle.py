@@ -1,0 +1,129 @@
+"""The structured linear oracle on a torch device (CUDA), for solves whose G lives there.
+
+:class:`TorchPolytope` is :class:`~direct_opt.oracle.DirectPolytope` with ``lmo`` ported to
+torch: the same Lagrangian bisection on the budget multiplier mu (top-K of c - mu a per
+step, ``torch.topk`` instead of ``np.argpartition``), the same candidate shrinking and the
+same weak-duality stop.  On a GPU an N = 10^6 oracle call costs milliseconds instead of
+about a second of host time, which otherwise dominates a CUDA solve.  Projection (prox > 0),
+fractional K (fw-block blocks) and the feasibility checks are inherited unchanged.
+:func:`structured_polytope` picks it when the problem's G is a CUDA tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..oracle import _BISECT_MAX, _SHRINK_MIN, DirectPolytope
+
+
+class TorchPolytope(DirectPolytope):
+    """DirectPolytope whose LMO runs on ``device`` (inputs/outputs stay float64 numpy)."""
+
+    def __init__(self, a: np.ndarray, k: float, tau: float | None, lb: np.ndarray | None = None,
+                 ub: np.ndarray | None = None, device: Any = "cuda") -> None:
+        super().__init__(a, k, tau, lb, ub)
+        import torch
+
+        self._t = torch
+        self.device = torch.device(device)
+        self._a = torch.as_tensor(self.a_free, dtype=torch.float64, device=self.device)
+        self._integral = abs(self.k_free - round(self.k_free)) <= 1e-9
+
+    def _top(self, s, k: int):
+        """0/1 float64 tensor of the top-k entries of s."""
+        x = self._t.zeros_like(s)
+        if k >= s.numel():
+            x.fill_(1.0)
+        elif k > 0:
+            x[self._t.topk(s, k, sorted=False).indices] = 1.0
+        return x
+
+    def lmo(self, c: np.ndarray) -> np.ndarray:
+        """Exact maximiser of c^T w (see DirectPolytope.lmo), computed on the device."""
+        if not self._integral:
+            return super().lmo(c)
+        t = self._t
+        cf = t.as_tensor(self._free_part(c), dtype=t.float64, device=self.device)
+        af, k = self._a, int(round(self.k_free))
+        x0 = self._top(cf, k)
+        if self.tau is None or float(af @ x0) <= self.tau_free:
+            return self._assemble(x0.cpu().numpy())
+        tau = self.tau_free
+        pos = af[af > 0]
+        amin = float(pos.min()) if pos.numel() else 1.0
+        lo, hi = 0.0, max(1.0, float(cf.abs().max()) / max(amin, 1e-300))
+        x_lo, x_hi = x0, self._top(cf - hi * af, k)
+        for _ in range(_BISECT_MAX):
+            if float(af @ x_hi) <= tau:
+                break
+            lo, x_lo, hi = hi, x_hi, hi * 4.0
+            x_hi = self._top(cf - hi * af, k)
+        act = t.arange(cf.numel(), device=self.device)
+        c_act, a_act, k_act = cf, af, k
+        n_in, c_in, a_in = 0, 0.0, 0.0
+        fixed_in: list = []
+        for it in range(_BISECT_MAX):
+            if act.numel() > _SHRINK_MIN and it % 2 == 0 and 0 < k_act < act.numel():
+                s_lo, s_hi = c_act - lo * a_act, c_act - hi * a_act
+                lower, upper = t.minimum(s_lo, s_hi), t.maximum(s_lo, s_hi)
+                kth = act.numel() - k_act + 1  # the k_act-th largest = this k-th smallest
+                u_m = t.kthvalue(upper, kth).values
+                l_m = t.kthvalue(lower, kth).values
+                sure_in, sure_out = lower > u_m, upper < l_m
+                keep = ~(sure_in | sure_out)
+                if not bool(keep.all()):
+                    fixed_in.append(act[sure_in])
+                    n_in += int(sure_in.sum())
+                    c_in += float(c_act[sure_in].sum())
+                    a_in += float(a_act[sure_in].sum())
+                    k_act = k - n_in
+                    act, c_act, a_act = act[keep], c_act[keep], a_act[keep]
+                    x_lo, x_hi = x_lo[keep], x_hi[keep]
+            if int((x_lo != x_hi).sum()) <= 2 or hi - lo <= 1e-15 * hi:
+                w, certified = self._mix_t(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)
+                if certified or hi - lo <= 1e-15 * hi:
+                    return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
+            mid = 0.5 * (lo + hi)
+            x_mid = self._top(c_act - mid * a_act, k_act)
+            if a_in + float(a_act @ x_mid) > tau:
+                lo, x_lo = mid, x_mid
+            else:
+                hi, x_hi = mid, x_mid
+        w = self._mix_t(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)[0]
+        return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
+
+    def _expand_t(self, n: int, act, w_act, fixed_in: list) -> np.ndarray:
+        x = self._t.zeros(n, dtype=self._t.float64, device=self.device)
+        for f in fixed_in:
+            x[f] = 1.0
+        x[act] = w_act
+        return x.cpu().numpy()
+
+    def _mix_t(self, c_act, a_act, k_act: int, c_in: float, a_in: float, x_lo, x_hi, lo: float, hi: float, cf):
+        """Budget-tight mix of the bracketing vertices and whether weak duality certifies it."""
+        tau = self.tau_free
+        b_lo, b_hi = a_in + float(a_act @ x_lo), a_in + float(a_act @ x_hi)
+        if b_lo <= b_hi:
+            return x_hi, False
+        theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
+        w = theta * x_lo + (1.0 - theta) * x_hi
+        mu = max(0.0, float(c_act @ x_lo - c_act @ x_hi) / (b_lo - b_hi))
+        if lo <= mu <= hi:
+            d = c_act - mu * a_act
+            dual = c_in - mu * a_in + float(d @ self._top(d, k_act)) + mu * tau
+        else:
+            d = cf - mu * self._a
+            dual = float(d @ self._top(d, int(round(self.k_free)))) + mu * tau
+        primal = c_in + float(c_act @ w)
+        return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+
+
+def structured_polytope(problem: Any) -> DirectPolytope:
+    """DirectPolytope of ``problem``'s standard set (+ fixings); on CUDA when its G is there."""
+    op = problem.op
+    dev = getattr(op, "device", "cpu")
+    if getattr(op, "is_torch", False) and getattr(dev, "type", str(dev)) == "cuda":
+        return TorchPolytope(problem.a, problem.k, problem.tau, problem.lb, problem.ub, device=dev)
+    return DirectPolytope(problem.a, problem.k, problem.tau, problem.lb, problem.ub)
