@@ -33,6 +33,9 @@ def kernel_env(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("DIRECT_OPT_NB_CACHE", str(tmp_path_factory.mktemp("nbcache")))
     monkeypatch_module.setenv("MPLBACKEND", "Agg")
     monkeypatch_module.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # connection files and IPython profile in temp dirs: no user config, works with a read-only HOME
+    monkeypatch_module.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path_factory.mktemp("jupyter_runtime")))
+    monkeypatch_module.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
     return base
 
 
