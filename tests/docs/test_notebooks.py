@@ -58,12 +58,14 @@ def test_notebooks_are_stored_without_outputs():
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_notebook_executes(name, kernel_env):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))  # which python ran it
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
     from jupyter_client.kernelspec import KernelSpecManager
 
     assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable  # this venv's python
     client.execute()  # raises CellExecutionError with the cell and traceback on any error
+    assert nb.cells[-1].outputs[0]["text"].strip() == sys.executable, "the kernel ran another interpreter"
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
