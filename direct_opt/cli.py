@@ -103,9 +103,22 @@ def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str,
             "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
             "local_search": not getattr(args, "no_local_search", False),
         },
-        "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r},
+        "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
+                  "checksums_verified": not getattr(args, "no_verify", False)},
+        "environment": _environment(),
         "result": res.to_dict(),
     }
+
+
+def _environment() -> dict[str, str]:
+    """Versions that can change floating-point results (see docs/reliability.md)."""
+    import platform
+
+    import numpy
+    import scipy
+
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "machine": platform.machine(), "system": platform.system()}
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:

@@ -135,3 +135,91 @@ def sigkill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
+
+
+# ---------------------------------------------------------------- reproducibility
+REPRO_N, REPRO_K = 1500, 60
+# iteration caps keep the slow backends short; reproducibility does not depend on them
+REPRO_SOLVE_KW = {"frank-wolfe": {"max_iter": 5}, "pga-dykstra": {"max_iter": 3}, "sca-osqp": {"max_iter": 2}}
+
+
+def wide_model():
+    """A model wide enough (d = 8449) that torch's intra-op threads take part in its products."""
+    import torch
+
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(), torch.nn.Linear(128, 1), torch.nn.Flatten(0))
+
+
+def wide_data(n: int, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n, 64, generator=g), torch.randn(n, generator=g)
+    return [(x[i], y[i]) for i in range(n)]
+
+
+def wide_extract(device: str = "cpu", projector: str = "gaussian"):
+    """GradientStats of the wide model (64 pool samples, 32 validation samples, k = 64)."""
+    from direct_opt.extract import ExtractConfig, extract_stats
+
+    cfg = ExtractConfig(k_sketch=64, batch_size=16, verbose=False, seed=0, device=device, projector=projector)
+    return extract_stats(wide_model(), mse, wide_data(64, 3), wide_data(32, 4), cfg)
+
+
+def repro_record(stats_dir: str) -> dict:
+    """What must not depend on the process or the thread count: an extraction checksum and the
+    indices + objective (exact bits) of every backend on the stats in ``stats_dir``."""
+    import torch
+
+    from direct_opt import GradientStats, SelectionProblem, available_backends, solve
+
+    problem = SelectionProblem.from_stats(GradientStats.load(stats_dir), k=REPRO_K, tau_rel=0.5)
+    solves = {}
+    for backend in available_backends():
+        res = solve(problem, backend=backend, seed=7, **REPRO_SOLVE_KW.get(backend, {}))
+        solves[backend] = {"indices": [int(i) for i in res.indices], "objective": float(res.objective).hex()}
+    return {"torch_threads": torch.get_num_threads(), "extract": wide_extract().checksum(), "solves": solves}
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-30)) if a.size else 0.0
+
+
+def cpu_cuda_differences(device: str = "cuda") -> dict:
+    """Measured CPU-vs-``device`` differences (max relative to the largest magnitude).
+
+    Extraction: the wide model on CPU and on ``device`` (same seed; the Gaussian projector is
+    drawn on the host, so both use the same matrix).  The flat block is compared through its
+    Gram matrix G_flat^T G_flat, which is what the objective sees (it does not depend on the
+    basis chosen inside the flat eigenspace).  Solvers: the same stats solved with the products
+    on CPU (numpy) and on ``device`` (torch); both selections are scored on the CPU.
+    """
+    from direct_opt import SelectionProblem, solve
+    from direct_opt.linop import use_device
+
+    cpu, dev = wide_extract("cpu"), wide_extract(device)
+    out: dict = {"k_star_equal": cpu.k_star == dev.k_star, "k_star": [cpu.k_star, dev.k_star]}
+    for key in ("losses", "grad_norms", "eigvals", "a_stiff"):
+        out[key] = _rel(getattr(cpu, key), getattr(dev, key))
+    if cpu.k_star == dev.k_star:
+        gram = [np.asarray(s.G_flat, np.float64).T @ np.asarray(s.G_flat, np.float64) for s in (cpu, dev)]
+        out["flat_gram"] = _rel(*gram)
+    stats = random_stats(n=REPRO_N, r=16, k=24, seed=0)
+    out["solvers"] = {}
+    for backend in ("sca-exact", "frank-wolfe", "fw-block", "greedy", "random"):
+        kw = dict(seed=7, **REPRO_SOLVE_KW.get(backend, {}))
+        on_cpu = SelectionProblem.from_stats(stats, k=REPRO_K, tau_rel=0.5)
+        on_dev = use_device(SelectionProblem.from_stats(stats, k=REPRO_K, tau_rel=0.5), device)
+        a, b = solve(on_cpu, backend=backend, **kw), solve(on_dev, backend=backend, **kw)
+        fa, fb = on_cpu.selection_objective(a.indices), on_cpu.selection_objective(b.indices)
+        x = np.zeros(on_cpu.n)
+        x[b.indices] = 1
+        out["solvers"][backend] = {
+            "identical_indices": bool(np.array_equal(a.indices, b.indices)),
+            "jaccard": len(set(a.indices) & set(b.indices)) / max(1, len(set(a.indices) | set(b.indices))),
+            "objective_rel": abs(fa - fb) / max(abs(fa), 1e-30),
+            "feasible": bool(b.feasible and len(b.indices) == REPRO_K and on_cpu.is_feasible(x)),
+        }
+    return out
