@@ -13,7 +13,7 @@ import pytest
 from .snippets import ROOT, Snippet, cli_commands, collect, doc_files
 
 HERE = Path(__file__).resolve().parent
-MAX_SKIPPED_FRACTION = 0.2  # no-test blocks must stay rare
+MAX_SKIPPED_FRACTION = 0.25  # no-test blocks must stay rare (one in four at most)
 
 
 def _all() -> list[Snippet]:
