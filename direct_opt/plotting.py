@@ -180,7 +180,7 @@ def plot_spectrum(eigvals: Any, k_star: int | None = None, ax: Any = None, thres
     tot = np.clip(lam, 0, None).sum()
     cum = np.cumsum(np.clip(lam, 0, None)) / tot if tot > 0 else np.zeros_like(lam)
     ax2.plot(j, cum, color=_COLORS[1], lw=1.2, label="cumulative energy")
-    ax2.set_ylabel("cumulative energy Σ_{i≤j} λ_i / Σ λ", color=_COLORS[1])
+    ax2.set_ylabel("cumulative energy of the first j directions (fraction of Σλ)", color=_COLORS[1])
     ax2.set_ylim(0, 1.02)
     if threshold is not None:
         ax2.axhline(threshold, color=_COLORS[1], ls=":", lw=1, label=f"threshold {threshold:g}")
