@@ -78,3 +78,14 @@ def test_sweep_support_concept_and_table(results):
     lines = table.splitlines()
     assert len(lines) == 2 + len(results) and all(l.startswith("|") and l.endswith("|") for l in lines)
     assert f"| sca-exact | {results['sca-exact'].status} | True | 12 |" in table
+
+
+def test_spectrum_marks_elbow():
+    lam = np.array([50.0, 30.0, 10.0, 5.0, 3.0, 2.0, 0.0])
+    fig = plotting.plot_spectrum(lam[::-1], k_star=4, threshold=0.945)  # any order: plotted descending
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and "4 stiff / 3 flat" in ax.get_title()
+    assert np.allclose(ax.get_lines()[0].get_ydata()[:6], lam[:6])
+    cum = fig.axes[1].get_lines()[0].get_ydata()
+    assert cum[-1] == pytest.approx(1.0) and np.all(np.diff(cum) >= 0)
+    assert any(l.get_label() == "elbow k* = 4" for l in ax.get_lines())
