@@ -176,6 +176,14 @@ class ColumnOperator:
         """sum_j weights_j G[:, idx_j] in float64 (r,), gathering at most one block of columns at a time."""
         out = np.zeros(self.r)
         idx = np.asarray(idx, dtype=np.int64)
+        if self.is_torch and not self.host_to_device:  # G on the device: gather and reduce there
+            torch, bc = self._torch, self.block_cols
+            acc = torch.zeros(self.r, dtype=torch.float64, device=self.device)
+            for s in range(0, idx.size, bc):
+                cols = self.G[:, torch.as_tensor(idx[s : s + bc], device=self.device)].double()
+                acc += cols.sum(1) if weights is None else cols @ torch.as_tensor(
+                    weights[s : s + bc], dtype=torch.float64, device=self.device)
+            return acc.cpu().numpy()
         for s in range(0, idx.size, self.block_cols):
             cols = self.columns(idx[s : s + self.block_cols])
             out += cols.sum(axis=1) if weights is None else cols @ weights[s : s + self.block_cols]

@@ -250,6 +250,17 @@ def diagnose_infeasibility(P: SelectionProblem) -> str:
     return f"no K={P.k} selection satisfies the budget together with {names}; relax one of them."
 
 
+def smallest_stable(keys: np.ndarray, m: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")[:m]`` in O(n + m log m): partition, then sort the few."""
+    if keys.size <= 4 * m:
+        return np.argsort(keys, kind="stable")[:m]
+    if m <= 0:
+        return np.empty(0, dtype=np.int64)
+    thr = np.partition(keys, m - 1)[m - 1]
+    cand = np.flatnonzero(keys <= thr)  # every tie at the threshold, in index order
+    return cand[np.argsort(keys[cand], kind="stable")][:m]
+
+
 def _local_search(st: _State, max_swaps: int, L: int, deadline: float | None) -> int:
     """Best-improvement 1-swap search over the L most promising ins and outs."""
     P = st.P
@@ -265,14 +276,14 @@ def _local_search(st: _State, max_swaps: int, L: int, deadline: float | None) ->
         # outs: cheapest to lose, and most expensive (they free budget); ins: best gain, and best
         # gain among those the budget can take in exchange for one of the outs
         outs = np.unique(np.concatenate([
-            outs[np.argsort(lout[outs], kind="stable")[:L]],
-            outs[np.argsort(-P.a[outs], kind="stable")[: L // 2]],
+            outs[smallest_stable(lout[outs], L)],
+            outs[smallest_stable(-P.a[outs], L // 2)],
         ]))
-        top_in = ins[np.argsort(-gin[ins], kind="stable")[:L]]
+        top_in = ins[smallest_stable(-gin[ins], L)]
         if P.tau is not None:
             room = P.tau - st.budget + float(P.a[outs].max())
             cheap = ins[P.a[ins] <= room + _TOL]
-            top_in = np.concatenate([top_in, cheap[np.argsort(-gin[cheap], kind="stable")[:L]]])
+            top_in = np.concatenate([top_in, cheap[smallest_stable(-gin[cheap], L)]])
         ins = np.unique(top_in)
         gram = P.op.columns(outs).T @ P.op.columns(ins)  # (Lo, Li)
         gain = gin[ins][None, :] - lout[outs][:, None] - 2.0 * P.q * gram
