@@ -35,6 +35,8 @@ MANIFEST = "manifest.json"
 _OPTIONAL = ("eigvals", "G_stiff", "val_grad", "losses", "grad_norms")
 _FLOAT_KINDS = "f"
 _CHUNK = 1 << 16  # columns checked per chunk when validating large (memory-mapped) G
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and restored: atomic writes give their files the usual 0o666 & ~umask, not mkstemp's 0o600
 
 
 def _check_float(name: str, x: np.ndarray) -> None:
@@ -352,6 +354,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
@@ -370,6 +373,7 @@ def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
             fh.flush()

@@ -242,3 +242,13 @@ def test_selection_json_write_failure_leaves_no_partial_file(tmp_path, monkeypat
     assert code == 1 and f"could not write {out}" in stderr and "No space left on device" in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".sel.json*"))
+
+
+def test_atomically_written_files_get_the_usual_permissions(reference, tmp_path):
+    """Temp-file-and-rename must not leave mkstemp's private 0600 mode (others could not read shared stats)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    files = [p for p in reference.rglob("*") if p.is_file() and p.name != ".lock"]
+    files += list(_lib.random_stats(n=20).save(tmp_path / "stats").iterdir())
+    assert len(files) > 20
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~umask)}
