@@ -1,21 +1,38 @@
 """Throughput of the extraction projectors vs the paper-faithful per-sample loop.
 
-CPU (default): a small GPT-style LM; prints samples/s of each projector and its ratio to
-the ``paper`` mode (one sample at a time, plain autograd, Gaussian matrix regenerated
-for every sample)::
+Prints samples/s of each projector on the same model and data and its ratio to the
+``paper`` mode (one sample at a time, plain autograd, Gaussian matrix regenerated for
+every sample), then checks the target and exits with its status::
 
-    python benchmarks/extract.py                      # CPU, small model
-    python benchmarks/extract.py --device cuda --gpt2 # GPT-2-small-sized (124M), seq 128, k 2048
+    python benchmarks/extract.py                               # CPU, small GPT-style LM (0.14 M params)
+    python benchmarks/extract.py --gpt2 --device cuda          # GPT-2-small-sized (124 M), seq 128, k 2048
+    python benchmarks/extract.py --gpt2 --smoke                # the GPU-mode code path, shrunk, on CPU
 
-Timings cover the pool pass only (per-sample losses + sketches), after one warm-up batch.
+Timings cover the pool pass only (per-sample losses + sketches; sketches copied back to
+the host as the pipeline does), after one warm-up batch per mode. Each mode times at
+least one batch and stops after ``--samples`` samples or ``--max-seconds`` seconds.
+
+Checks (any failure -> exit 2): every mode runs; the ``gaussian`` and ``paper`` sketches
+of the warm-up sample agree (same matrix, batched vs one-at-a-time); every sketch is finite.
+Targets (missed -> exit 1): CPU, best projector >= 50x the paper mode; GPU ``--gpt2``, best
+projector >= 400 samples/s. ``--json PATH`` writes every number.
+
+On the GPU every Gaussian block (the ``gaussian``/``paper`` matrices and the dense
+``kronecker`` fallback for embeddings/norms) is generated on the device
+(``generator="device"``): same distribution, a device-specific matrix. The shipped
+kronecker projector generates its fallback on the CPU; the benchmark swaps in the
+device generator for that block (reported as ``fallback_generator``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
+import sys
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +42,10 @@ from direct_opt.extract.data import to_device
 from direct_opt.extract.params import select_params
 from direct_opt.extract.per_sample import PerSampleGrad
 from direct_opt.extract.pipeline import _make_sketcher
+from direct_opt.extract.projectors import GaussianProjector
+
+CPU_TARGET_RATIO = 50.0
+GPU_TARGET_RATE = 400.0
 
 
 class Block(torch.nn.Module):
@@ -70,71 +91,149 @@ def lm_loss(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return tok.reshape(ids.shape[0], -1).mean(1)
 
 
-def throughput(model, samples, cfg: ExtractConfig, n_samples: int) -> float:
-    """Samples/s of the pool pass of ``cfg.projector`` over ``n_samples`` samples (after warm-up)."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_sketcher(model: torch.nn.Module, cfg: ExtractConfig, device_gen_fallback: bool) -> tuple[Any, str | None]:
+    """The pipeline's sketcher for ``cfg`` (+ the kronecker fallback's generator)."""
     device = torch.device(cfg.device)
-    model.to(device).eval()
     engine = PerSampleGrad(model, lm_loss, select_params(model, cfg.param_filter), device, cfg.torch_dtype_name)
-    sketcher = _make_sketcher(model, lm_loss, engine, cfg, device)
-    bs = cfg.batch_size
-    sketcher.sketch(to_device(torch.stack(samples[:bs]), device), bs, 0, "pool")  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sk = _make_sketcher(model, lm_loss, engine, cfg, device)
+    fb = getattr(getattr(sk, "projector", None), "fallback", None)
+    if cfg.projector != "kronecker" or fb is None:
+        return sk, None
+    if device_gen_fallback:
+        sk.projector.fallback = GaussianProjector(fb.dim, fb.k, fb.seed, device, generator="device", salt=fb.salt)
+    return sk, sk.projector.fallback.generator
+
+
+def throughput(sk: Any, samples: list[torch.Tensor], bs: int, device: torch.device, n_samples: int,
+               max_seconds: float) -> dict[str, Any]:
+    """Time the pool pass of sketcher ``sk``: one warm-up batch, then batches until ``n_samples``
+    samples or ``max_seconds`` (at least one batch). Returns rate, counts, warm-up outputs."""
     t0 = time.perf_counter()
-    done = 0
-    while done < n_samples:
-        batch = torch.stack(samples[done : done + bs])
-        sketcher.sketch(to_device(batch, device), batch.shape[0], done, "pool")
+    loss, z_warm, sq_warm = sk.sketch(to_device(torch.stack(samples[:bs]), device), bs, 0, "pool")
+    _sync(device)
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    done, last = 0, 0.0
+    # stop at n_samples, or when another batch would run past max_seconds (at least one batch)
+    while done < n_samples and (done == 0 or time.perf_counter() - t0 + last <= max_seconds):
+        t_b = time.perf_counter()
+        start = done % len(samples)
+        batch = torch.stack(samples[start : start + bs])
+        sk.sketch(to_device(batch, device), batch.shape[0], start, "pool")
+        _sync(device)
         done += batch.shape[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return done / (time.perf_counter() - t0)
+        last = time.perf_counter() - t_b
+    _sync(device)
+    elapsed = time.perf_counter() - t0
+    ratio = (z_warm.double().square().sum(1) / sq_warm.double().clamp_min(1e-30)).median().item()
+    return {"samples_per_s": done / elapsed, "timed_samples": done, "timed_s": elapsed, "warmup_s": warm_s,
+            "z_warm": z_warm, "norm_ratio_median": ratio}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default=None, help="cpu (default) or cuda (default with --gpt2)")
     ap.add_argument("--gpt2", action="store_true", help="GPT-2-small-sized model, seq 128, k 2048, all params")
+    ap.add_argument("--smoke", action="store_true", help="with --gpt2: 2x64 layers, vocab 4096 (code-path check)")
+    ap.add_argument("--modes", default="paper,gaussian,sjlt,kronecker", help="comma-separated; paper is required")
     ap.add_argument("--k", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--samples", type=int, default=64, help="pool samples timed per fast projector")
-    ap.add_argument("--paper-samples", type=int, default=8, help="samples timed in paper mode")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 16 (CPU) / 32 (--gpt2)")
+    ap.add_argument("--samples", type=int, default=None, help="pool samples timed per fast mode, at most (256 CPU / 128 --gpt2)")
+    ap.add_argument("--paper-samples", type=int, default=None, help="samples timed in paper mode (8 CPU / 3 --gpt2)")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="time budget per mode after warm-up (default 30 CPU / 20 --gpt2)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    ap.add_argument("--json", default=None, help="write all numbers here")
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if args.gpt2 and not args.smoke else "cpu"))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "paper" not in modes:
+        print("error: --modes must include paper (the ratios are taken against it)", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: CUDA is not available here; run on a GPU machine or pass --device cpu", file=sys.stderr)
+        return 2
     torch.manual_seed(0)
-    if args.gpt2:
+    if args.gpt2 and args.smoke:
+        vocab, ctx, layers, dim, heads, seq, k = 4096, 1024, 2, 64, 4, 128, args.k or 2048
+    elif args.gpt2:
         vocab, ctx, layers, dim, heads, seq, k = 50257, 1024, 12, 768, 12, 128, args.k or 2048
     else:
         vocab, ctx, layers, dim, heads, seq, k = 256, 64, 2, 64, 4, 32, args.k or 1024
-    model = TinyGPT(vocab, ctx, layers, dim, heads)
+    bs = args.batch_size or (32 if args.gpt2 else 16)
+    paper_n = args.paper_samples or (3 if args.gpt2 else 8)
+    n_fast = args.samples or (128 if args.gpt2 else 256)
+    max_s = args.max_seconds or (20.0 if args.gpt2 else 30.0)
+    model = TinyGPT(vocab, ctx, layers, dim, heads).to(device).eval()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {layers}x{dim}, vocab {vocab}, {n_params / 1e6:.2f}M params; seq {seq}; k {k}; "
-          f"batch {args.batch_size}; device {args.device}; torch {torch.__version__}; "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("CUDA is not available here: model constructed, nothing timed.")
-        return
-    samples = list(torch.randint(0, vocab, (max(args.samples, args.batch_size), seq)))
-    gen = "device" if args.device.startswith("cuda") else "cpu"
-    modes = {
-        "paper": ExtractConfig(k_sketch=k, projector="paper", batch_size=1, device=args.device, dtype=args.dtype,
-                               projector_options={"generator": gen}, verbose=False),
-        "gaussian": ExtractConfig(k_sketch=k, projector="gaussian", batch_size=args.batch_size, device=args.device,
-                                  dtype=args.dtype, projector_options={"generator": gen}, verbose=False),
-        "sjlt": ExtractConfig(k_sketch=k, projector="sjlt", batch_size=args.batch_size, device=args.device,
-                              dtype=args.dtype, verbose=False),
-        "kronecker": ExtractConfig(k_sketch=k, projector="kronecker", batch_size=args.batch_size,
-                                   device=args.device, dtype=args.dtype, verbose=False),
-    }
-    rates = {}
-    for name, cfg in modes.items():
-        n = args.paper_samples if name == "paper" else args.samples
-        rates[name] = throughput(model, samples, cfg, n)
-        print(f"  {name:<10} {rates[name]:10.2f} samples/s   x{rates[name] / rates['paper']:8.1f} vs paper", flush=True)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    header = (f"model: {layers}x{dim}, vocab {vocab}, {n_params / 1e6:.2f}M params (all selected); seq {seq}; "
+              f"k {k}; batch {bs}; dtype {args.dtype}; device {device}{f' ({gpu})' if gpu else ''}; "
+              f"torch {torch.__version__}; {platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} threads")
+    print(header, flush=True)
+    samples = list(torch.randint(0, vocab, (max(n_fast, bs), seq)))
+    gen = "device" if device.type == "cuda" else "cpu"
+    results: dict[str, Any] = {}
+    failures: list[str] = []
+    for name in modes:
+        opts = {"generator": gen} if name in ("paper", "gaussian") else {}
+        cfg = ExtractConfig(k_sketch=k, projector=name, batch_size=1 if name == "paper" else bs, device=str(device),
+                            dtype=args.dtype, projector_options=opts, verbose=False)
+        try:
+            sk, fb_gen = make_sketcher(model, cfg, device_gen_fallback=device.type == "cuda")
+            r = throughput(sk, samples, cfg.batch_size, device, paper_n if name == "paper" else n_fast, max_s)
+        except Exception as exc:  # noqa: BLE001 - a benchmark reports and goes on
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            print(f"  {name:<10} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            continue
+        r["fallback_generator"] = fb_gen
+        results[name] = r
+        base = results.get("paper", {}).get("samples_per_s")
+        ratio = f"x{r['samples_per_s'] / base:9.1f} vs paper" if base else ""
+        print(f"  {name:<10} {r['samples_per_s']:10.2f} samples/s  {ratio}  ({r['timed_samples']} samples in "
+              f"{r['timed_s']:.1f}s, warm-up {r['warmup_s']:.1f}s, median |z|^2/|g|^2 "
+              f"{r['norm_ratio_median']:.3f}{', fallback on ' + fb_gen if fb_gen else ''})", flush=True)
+    if "paper" in results and "gaussian" in results:  # same matrix: one-at-a-time vs batched must agree
+        zp, zg = results["paper"]["z_warm"][0].double(), results["gaussian"]["z_warm"][0].double()
+        err = float((zp - zg).norm() / zg.norm().clamp_min(1e-30))
+        print(f"  check: gaussian vs paper sketch of sample 0, relative difference {err:.2e}", flush=True)
+        if not err < 1e-3:
+            failures.append(f"gaussian and paper sketches differ (relative {err:.2e} >= 1e-3)")
+    base = results.get("paper", {}).get("samples_per_s")
+    fast = {n: r["samples_per_s"] for n, r in results.items() if n != "paper"}
+    best = max(fast, key=fast.get) if fast else None
+    met = None
+    if best and base:
+        if args.gpt2 and device.type == "cuda":
+            met = fast[best] >= GPU_TARGET_RATE
+            print(f"TARGET (GPU, >= {GPU_TARGET_RATE:.0f} samples/s): best {best} {fast[best]:.1f} samples/s "
+                  f"(x{fast[best] / base:.1f} vs paper {base:.2f}) -> {'MET' if met else 'NOT MET'}")
+        else:
+            met = fast[best] / base >= CPU_TARGET_RATIO
+            scope = "" if not args.gpt2 else " [smoke/CPU run of the GPU configuration]"
+            print(f"TARGET (>= {CPU_TARGET_RATIO:.0f}x paper){scope}: best {best} x{fast[best] / base:.1f} "
+                  f"({fast[best]:.1f} vs {base:.2f} samples/s) -> {'MET' if met else 'NOT MET'}")
+    if args.json:
+        blob = {"header": header, "device": str(device), "gpu": gpu, "n_params": n_params, "k": k, "batch_size": bs,
+                "seq": seq, "dtype": args.dtype, "target_met": met, "failures": failures,
+                "modes": {n: {kk: v for kk, v in r.items() if kk != "z_warm"} for n, r in results.items()},
+                "ratios_vs_paper": {n: r["samples_per_s"] / base for n, r in results.items()} if base else None}
+        with open(args.json, "w") as fh:
+            json.dump(blob, fh, indent=1)
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr)
+        return 2
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
