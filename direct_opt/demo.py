@@ -321,6 +321,9 @@ def run(args: argparse.Namespace) -> int:
     print(table(res))
     print()
     print(res["verdict"])
+    for lab, line in res["verdicts"].items():
+        if res["methods"][lab]["kind"] == "peer":
+            print(line)
     print(f"written: {', '.join(res['files'].values())}")
     print(f"total time {time.perf_counter() - t0:.1f}s")
     sys.stdout.flush()
