@@ -235,9 +235,9 @@ def main(argv=None) -> int:
         for dev in devices:
             ok = [r for r in rows if r["backend"] == b and r["device"] == dev and "error" not in r]
             if len(ok) >= 2:
-                ns, ts = [r["n"] for r in ok], [r["time_s"] for r in ok]
-                print(f"fitted exponent time ~ N^b: {b} on {dev}: b = {fit_exponent(ns, ts):.2f} "
-                      f"(N = {min(ns)}..{max(ns)}; b = 1 is linear)")
+                ns, ts, cs = [r["n"] for r in ok], [r["time_s"] for r in ok], [r["cpu_s"] for r in ok]
+                print(f"fitted exponent time ~ N^b: {b} on {dev}: b = {fit_exponent(ns, ts):.2f} for wall time, "
+                      f"{fit_exponent(ns, cs):.2f} for CPU time (N = {min(ns)}..{max(ns)}; b = 1 is linear)")
     if len(devices) == 2:
         for b in backends:
             for n in sizes:
