@@ -245,9 +245,11 @@ def verdict(report: Any) -> str:
     winners = [l for l in direct if diffs[l]["mean"] < 0]
     tail = f" Lowest test loss overall: {report.winner}."
     if not winners:
+        worse = sum(bool(diffs[l].get("significant")) for l in direct)
+        sig = f" {worse} of {len(direct)} significantly worse (95% CI excludes 0);" if d.get("low") is not None else ""
         return (f"VERDICT: DiReCT did NOT beat random here: all {len(direct)} DiReCT backends ended with a higher "
-                f"held-out test loss than a random selection of the same size (closest: {best}, "
-                f"{d['mean']:+.4f} nats/byte{ci}; n={n} seed(s)).{tail}")
+                f"held-out test loss than a random selection of the same size;{sig} closest: {best}, "
+                f"{d['mean']:+.4f} nats/byte{ci}; n={n} seed(s).{tail}")
     sig = [l for l in winners if diffs[l].get("significant")]
     how = (f"significantly for {', '.join(sig)}" if sig else "but no interval excludes 0 (not significant)")
     return (f"VERDICT: {len(winners)} of {len(direct)} DiReCT backends beat random on held-out test loss, {how} "
