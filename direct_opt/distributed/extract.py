@@ -50,6 +50,23 @@ def resolve_comm(comm: Comm | None) -> Comm | None:
     return c if c.distributed else None
 
 
+def check_same_header(header: Mapping[str, Any], comm: Comm | None) -> None:
+    """Raise ExtractionError on every rank unless all ranks pass the same config, model and data."""
+    if comm is None:
+        return
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).digest()
+    words = np.frombuffer(digest, dtype=">i8").astype(np.int64)
+    table = comm.allgather_fixed(words)
+    differ = [r for r in range(comm.world) if not np.array_equal(table[r], table[0])]
+    if differ:
+        raise ExtractionError(
+            f"ranks {differ} pass a different config, model or data than rank 0 (run header fingerprints "
+            "differ); under torchrun every rank must pass the same model, samples and ExtractConfig."
+        )
+
+
 def my_batches(n_batches: int, comm: Comm | None) -> list[int]:
     """Batch indices this rank computes (round robin: b % world == rank)."""
     if comm is None:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed.extract import (compute_on_rank0, gather_batches, make_output_dir, my_batches, read_pool,
-                                   resolve_comm, share_arrays)
+from ..distributed.extract import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
+                                   read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
 from ..stats import GradientStats
 from .config import ExtractConfig
@@ -169,6 +169,7 @@ def extract_stats(
             "package_version": package_version(),
         }
         comm = resolve_comm(comm)
+        check_same_header(header, comm)
         out = make_output_dir(cfg.out_dir, header, comm) if cfg.out_dir else None
         with out if out is not None else contextlib.nullcontext():
             return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out, comm)

@@ -46,6 +46,11 @@ def extract_case(out: Path, run_dir: str | None) -> None:
         stats = extract_small(**kw)
         np.savez(out / f"{name}_rank{comm.rank}.npz", **{k: np.asarray(v) for k, v in stats.arrays().items()})
         (out / f"{name}_checksum_rank{comm.rank}.txt").write_text(stats.checksum())
+    if not run_dir:  # rank 1 with another seed: every rank must refuse
+        try:
+            extract_small(seed=5 + comm.rank)
+        except ValueError as exc:
+            (out / f"mismatch_rank{comm.rank}.txt").write_text(str(exc))
 
 
 if __name__ == "__main__":

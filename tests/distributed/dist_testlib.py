@@ -23,7 +23,7 @@ def instance(n: int = 3000, r: int = 12, seed: int = 4):
     return G.astype(np.float32), a, k, 0.1 * float(a.mean()) * k
 
 
-def extract_small(run_dir: str | None = None, curvature: str = "fisher"):
+def extract_small(run_dir: str | None = None, curvature: str = "fisher", seed: int = 5):
     """extract_stats of the tiny MLP on 37 pool / 13 validation samples (batch 4: uneven shards)."""
     import torch
 
@@ -32,7 +32,7 @@ def extract_small(run_dir: str | None = None, curvature: str = "fisher"):
 
     torch.manual_seed(0)
     model = TinyMLP()
-    cfg = ExtractConfig(k_sketch=16, batch_size=4, seed=5, verbose=False, out_dir=run_dir, curvature=curvature)
+    cfg = ExtractConfig(k_sketch=16, batch_size=4, seed=seed, verbose=False, out_dir=run_dir, curvature=curvature)
     return extract_stats(model, mse_loss, make_data(37, seed=1), make_data(13, seed=2), cfg)
 
 

@@ -29,6 +29,8 @@ def test_two_ranks_in_memory_equal_one_process(tmp_path):
                 for key, arr in st.arrays().items():
                     np.testing.assert_array_equal(got[key], arr, err_msg=f"{name} rank {rank}: {key}")
             assert (tmp_path / f"{name}_checksum_rank{rank}.txt").read_text() == st.checksum(), (name, rank)
+    for rank in range(2):
+        assert "ranks [1] pass a different config" in (tmp_path / f"mismatch_rank{rank}.txt").read_text()
 
 
 def test_two_ranks_shared_run_dir_equal_one_process_and_resume(tmp_path):
