@@ -1,48 +1,79 @@
-"""Kronecker-factored (LoGra-style) projection for linear layers.
+"""Kronecker-factored (LoGra-style) projection for linear and embedding layers.
 
-For a linear layer y_t = W x_t (+ b) the per-sample weight gradient is
-``sum_t delta_t x_t^T`` (d_out x d_in), delta_t = dloss/dy_t. With Gaussian factors
-P_in (d_in x k_in, entries N(0, 1/k_in)) and P_out (d_out x k_out, entries N(0, 1/k_out))
-its projection by R = (P_out ⊗ P_in)^T is::
+A weight W stored as (rows x cols) gets two Gaussian factors P_out (rows x k_out) and
+P_in (cols' x k_in), entries N(0, 1/k), cols' = cols (+1 for a folded bias). Its sketch
+block is ``P_out^T G P_in`` (k_out x k_in) for the per-sample gradient G, i.e. the
+projection by R = (P_out ⊗ P_in)^T, computed from forward/backward activations only
+(one forward + one backward for the whole batch, never a per-sample gradient):
 
-    P_out^T (sum_t delta_t x_t^T) P_in = sum_t (P_out^T delta_t)(P_in^T x_t)^T   (k_out x k_in)
+* ``nn.Linear`` (or HF ``Conv1D``) y_t = W x_t (+ b): G = sum_t delta_t x_t^T, so the block
+  is ``sum_t (P_out^T delta_t)(P_in^T x_t)^T``. A selected bias is folded in by appending
+  a constant 1 to x.
+* ``nn.Embedding`` e_t = W[i_t] (W is V x D): G = sum_t onehot(i_t) delta_t^T, so the block
+  is ``sum_t P_out[i_t]^T (P_in^T delta_t)^T`` — a row lookup in P_out, never a V-sized
+  product. Rows at ``padding_idx`` get no gradient. Ids with a leading batch dimension of
+  size B are per-sample; a leading size 1 (e.g. HF ``position_ids`` (1, T)) or 1-D ids
+  (e.g. ``arange(T)`` positions) are shared by the batch: the output is expanded to
+  (B, ...) so each sample gets its own gradient. Embeddings with ``max_norm`` or
+  ``scale_grad_by_freq`` use the dense fallback.
+* A parameter used by several such modules (tied token embedding / output head) gets ONE
+  pair of factors and ONE block: the contributions of all its uses are summed, exactly as
+  its gradient is.
+* ``nn.LayerNorm`` affine parameters: the exact per-sample gradients
+  (sum_t delta_t * xhat_t, sum_t delta_t) come from the same hooks; they are projected by the
+  dense fallback block, so no second ``vmap`` pass is needed for them.
 
-computed from forward/backward activations only — one forward + one backward for the
-whole batch, never a per-sample gradient. A selected bias is folded in by appending a
-constant 1 to x (so P_in has d_in + 1 rows). Parameters outside such layers (embeddings,
-norms, tied weights, biases of unselected weights) fall back to a dense Gaussian block.
+Parameters outside these modules (and layers excluded by option ``embeddings=False``) fall
+back to per-sample ``vmap`` gradients and the dense Gaussian block. Assumption: each
+hooked weight is used only through its modules' forward (a weight also used functionally,
+e.g. ``h @ emb.weight.T`` outside an nn.Linear, would lose that term — use an nn.Linear
+head whose ``weight`` is the embedding's Parameter, as Hugging Face models do).
 
-Sketch layout and split of ``k_sketch``: with L kronecker layers and F ∈ {0, 1} fallback
-block, every layer gets k_in = k_out = m = floor(sqrt(k_sketch / (L + F))) (overridable
+Sketch layout and split of ``k_sketch``: with L kronecker blocks and F ∈ {0, 1} fallback
+block, every block gets k_in = k_out = m = floor(sqrt(k_sketch / (L + F))) (overridable
 with options ``k_in``/``k_out``); the fallback block gets the rest,
 k_fb = k_sketch - L * k_in * k_out. The sketch is the concatenation
-[layer_1 | ... | layer_L | fallback]; without a fallback block the total k is
-L * k_in * k_out <= k_sketch (recorded as ``k`` in the stats config).
+[block_1 | ... | block_L | fallback] (blocks in module order of first use); without a
+fallback block the total k is L * k_in * k_out <= k_sketch (recorded as ``k``).
+The factors are generated on the CPU once (same matrices on every device), then kept on
+the compute device.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
-from ..errors import InvalidParameterError
+from ..errors import ExtractionError, InvalidParameterError
 from .per_sample import PerSampleGrad, check_loss_shape
 from .projectors import GaussianProjector
 
 
 @dataclass
-class _Layer:
+class _Use:
     module_name: str
-    weight: str
-    bias: str | None  # selected bias folded into the input (x -> [x, 1])
-    d_in: int
-    d_out: int
+    kind: str  # "linear" | "embedding"
+    padding_idx: int | None = None
+
+
+@dataclass
+class _Layer:
+    weight: str  # parameter name (the block's key)
+    bias: str | None  # selected bias folded into the input (x -> [x, 1]); linear only
+    d_in: int  # columns of W (linear: inputs; embedding: D)
+    d_out: int  # rows of W (linear: outputs; embedding: vocabulary V)
     transposed: bool  # HF Conv1D stores W as (d_in, d_out)
     p_in: torch.Tensor  # (d_in + has_bias, k_in)
     p_out: torch.Tensor  # (d_out, k_out)
+    uses: list[_Use] = field(default_factory=list)
+
+    @property
+    def module_name(self) -> str:
+        return self.uses[0].module_name
 
 
 def _linear_like(mod: torch.nn.Module) -> tuple[bool, bool]:
@@ -55,37 +86,86 @@ def _linear_like(mod: torch.nn.Module) -> tuple[bool, bool]:
     return False, False
 
 
+def _plain_embedding(mod: torch.nn.Module) -> bool:
+    return (isinstance(mod, torch.nn.Embedding) and mod.max_norm is None and not mod.scale_grad_by_freq)
+
+
 class KroneckerProjector:
-    """Kronecker projector over the selected parameters of ``model`` (see module docstring)."""
+    """Kronecker projector over the selected parameters of ``model`` (see module docstring).
+
+    Options: ``k_in``/``k_out`` (factor sizes), ``embeddings`` (default True: embeddings
+    and tied heads are Kronecker blocks; False: they use the dense fallback as before),
+    ``cache_bytes`` (device cache of the dense fallback matrix, see GaussianProjector).
+    """
 
     name = "kronecker"
     per_sample = False
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str], k: int, seed: int = 0,
-                 device: torch.device | str = "cpu", k_in: int | None = None, k_out: int | None = None) -> None:
+                 device: torch.device | str = "cpu", k_in: int | None = None, k_out: int | None = None,
+                 embeddings: bool = True, cache_bytes: int = 256 << 20) -> None:
         self.device = torch.device(device)
         self.seed = int(seed)
+        self.embeddings = bool(embeddings)
         selected = set(names)
+        params = dict(model.named_parameters())  # tied parameters appear once, first name
+        pname = {id(p): n for n, p in params.items()}
         owners: dict[int, int] = {}
         for mod in model.modules():
             for p in mod._parameters.values():
                 if p is not None:
                     owners[id(p)] = owners.get(id(p), 0) + 1
-        params = dict(model.named_parameters())
-        specs: list[tuple[str, str, str | None, int, int, bool]] = []
+        # weight name -> (uses, transposed flags, bias); in module order of first use
+        found: dict[str, dict[str, Any]] = {}
+        norms: list[tuple[str, str | None, str | None]] = []  # (module, weight name, bias name)
         for mname, mod in model.named_modules():
+            w = getattr(mod, "weight", None) if isinstance(getattr(mod, "weight", None), torch.nn.Parameter) else None
+            wname = pname.get(id(w)) if w is not None else None
             ok, transposed = _linear_like(mod)
-            prefix = f"{mname}." if mname else ""
-            wname = prefix + "weight"
-            if not ok or wname not in selected or wname not in params or owners.get(id(mod.weight), 0) != 1:
+            if isinstance(mod, torch.nn.LayerNorm) and mod.elementwise_affine:
+                b = getattr(mod, "bias", None)
+                bname = pname.get(id(b)) if b is not None else None
+                wn = wname if wname in selected and owners.get(id(w), 0) == 1 else None
+                bn = bname if bname in selected and owners.get(id(b), 0) == 1 else None
+                if wn or bn:
+                    norms.append((mname, wn, bn))
                 continue
-            bname = prefix + "bias"
-            bias = bname if getattr(mod, "bias", None) is not None and bname in selected and bname in params else None
-            w = mod.weight
+            is_emb = self.embeddings and _plain_embedding(mod)
+            if not (ok or is_emb) or wname is None or wname not in selected:
+                continue
+            if not ok and w.ndim != 2:
+                continue
+            entry = found.setdefault(wname, {"uses": [], "transposed": set(), "bias": None, "valid": True,
+                                             "shape": tuple(w.shape)})
+            if ok:
+                entry["uses"].append(_Use(mname, "linear"))
+                entry["transposed"].add(transposed)
+                b = getattr(mod, "bias", None)
+                bname = pname.get(id(b)) if isinstance(b, torch.nn.Parameter) else None
+                if bname in selected and owners.get(id(b), 0) == 1:
+                    if entry["bias"] is not None:
+                        entry["valid"] = False  # two biased uses: cannot fold both
+                    entry["bias"] = bname
+            else:
+                entry["uses"].append(_Use(mname, "embedding", mod.padding_idx))
+        specs: list[dict[str, Any]] = []
+        for wname, e in found.items():
+            w = params[wname]
+            n_linear = sum(u.kind == "linear" for u in e["uses"])
+            if len(e["uses"]) != owners.get(id(w), 0):  # used by a module we do not hook
+                continue
+            if not e["valid"] or (n_linear and e["transposed"] == {True} and len(e["uses"]) > 1) or len(e["transposed"]) > 1:
+                continue
+            transposed = e["transposed"] == {True}
             d_out, d_in = (w.shape[1], w.shape[0]) if transposed else (w.shape[0], w.shape[1])
-            specs.append((mname, wname, bias, int(d_in), int(d_out), transposed))
-        covered = {s[1] for s in specs} | {s[2] for s in specs if s[2]}
+            specs.append({"weight": wname, "bias": e["bias"], "d_in": int(d_in), "d_out": int(d_out),
+                          "transposed": transposed, "uses": e["uses"]})
+        covered = {s["weight"] for s in specs} | {s["bias"] for s in specs if s["bias"]}
         self.fallback_names = [n for n in names if n not in covered]
+        self._norms = [(m, w, b) for m, w, b in norms if w not in covered and b not in covered]
+        hooked = {n for _, w, b in self._norms for n in (w, b) if n}
+        #: fallback parameters whose per-sample gradients still need vmap(grad)
+        self.vmap_names = [n for n in self.fallback_names if n not in hooked]
         n_layers, has_fb = len(specs), bool(self.fallback_names)
         n_blocks = n_layers + int(has_fb)
         m = math.isqrt(k // max(1, n_blocks))
@@ -93,7 +173,7 @@ class KroneckerProjector:
         self.k_out = int(k_out) if k_out is not None else m
         if n_layers and (self.k_in < 1 or self.k_out < 1):
             raise InvalidParameterError(
-                f"k_sketch={k} is too small for {n_layers} kronecker layers (+{int(has_fb)} fallback block): "
+                f"k_sketch={k} is too small for {n_layers} kronecker blocks (+{int(has_fb)} fallback block): "
                 f"need k_sketch >= {n_blocks}; raise k_sketch or narrow param_filter."
             )
         k_layers = n_layers * self.k_in * self.k_out
@@ -104,84 +184,167 @@ class KroneckerProjector:
                 "raise k_sketch or lower k_in/k_out."
             )
         self.layers: list[_Layer] = []
-        for i, (mname, wname, bias, d_in, d_out, tr) in enumerate(specs):
-            p_in = GaussianProjector(d_in + (bias is not None), self.k_in, seed, "cpu", salt=f"kron-in:{wname}").matrix()
-            p_out = GaussianProjector(d_out, self.k_out, seed, "cpu", salt=f"kron-out:{wname}").matrix()
-            self.layers.append(_Layer(mname, wname, bias, d_in, d_out, tr, p_in.to(self.device), p_out.to(self.device)))
+        for s in specs:
+            wname = s["weight"]
+            p_in = GaussianProjector(s["d_in"] + (s["bias"] is not None), self.k_in, seed, "cpu",
+                                     salt=f"kron-in:{wname}", cache_bytes=0).matrix()
+            p_out = GaussianProjector(s["d_out"], self.k_out, seed, "cpu", salt=f"kron-out:{wname}",
+                                      cache_bytes=0).matrix()
+            self.layers.append(_Layer(wname, s["bias"], s["d_in"], s["d_out"], s["transposed"],
+                                      p_in.to(self.device), p_out.to(self.device), list(s["uses"])))
         self._modules = {mname: mod for mname, mod in model.named_modules()}
-        self.fallback_dim = int(sum(params[n].numel() for n in self.fallback_names))
+        self._sizes = {n: params[n].numel() for n in self.fallback_names}
+        self.fallback_dim = int(sum(self._sizes.values()))
         self.fallback = (
-            GaussianProjector(self.fallback_dim, self.k_fallback, seed, self.device, salt="kron-fallback")
+            GaussianProjector(self.fallback_dim, self.k_fallback, seed, self.device, salt="kron-fallback",
+                              cache_bytes=cache_bytes)
             if has_fb else None
         )
         self.k = k_layers + self.k_fallback
         if self.k <= 0:
             raise InvalidParameterError("the kronecker projector got an empty sketch; check param_filter.")
 
-    # ------------------------------------------------------------------ batch
-    def sketch_batch(
-        self, engine: PerSampleGrad, fallback: PerSampleGrad | None, batch: Any, b: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One batch -> (losses (B,), sketches (B, k), squared full-gradient norms (B,))."""
-        records: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {l.module_name: [] for l in self.layers}
+    # ------------------------------------------------------------------ hooks
+    def _run_hooked(self, engine: PerSampleGrad, batch: Any, b: int) -> tuple[torch.Tensor, dict, dict]:
+        """Forward + backward with hooks -> (losses, {module: [(input, out_grad)]}, norm grads)."""
+        records: dict[str, list[list[Any]]] = {}
         handles = []
 
-        def make_hook(key: str):
+        def make_hook(key: str, kind: str):
             def hook(_mod: torch.nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+                x = args[0].detach()
                 replaced = None
-                if not out.requires_grad:
+                if kind == "embedding" and (x.ndim < 2 or x.shape[0] != b):
+                    if x.ndim >= 2 and x.shape[0] != 1:
+                        raise ExtractionError(
+                            f"kronecker: embedding {key!r} got ids of shape {tuple(x.shape)}, whose leading "
+                            f"dimension is neither the batch ({b}) nor 1; pass batched ids or set "
+                            "projector_options={'embeddings': False}.")
+                    shared = x if x.ndim < 2 else x[0]
+                    x = shared.unsqueeze(0).expand(b, *shared.shape)
+                    o = out.detach() if out.ndim == shared.ndim + 1 else out.detach()[0]
+                    replaced = o.unsqueeze(0).expand(b, *o.shape).contiguous().requires_grad_(True)
+                elif not out.requires_grad:
                     replaced = out.detach().requires_grad_(True)
-                records[key].append((args[0].detach(), replaced if replaced is not None else out))
+                records.setdefault(key, []).append([x, replaced if replaced is not None else out])
                 return replaced
             return hook
 
-        for layer in self.layers:
-            handles.append(self._modules[layer.module_name].register_forward_hook(make_hook(layer.module_name)))
+        kinds = {u.module_name: u.kind for l in self.layers for u in l.uses}
+        kinds.update({m: "norm" for m, _, _ in self._norms})
+        for key, kind in kinds.items():
+            handles.append(self._modules[key].register_forward_hook(make_hook(key, kind)))
         try:
             with torch.enable_grad():
                 out = engine._call(engine._batched, engine.params, batch)
                 losses = check_loss_shape(out, b, "full batch").float()
-                ys = [y for l in self.layers for (_, y) in records[l.module_name]]
+                ys = [r[1] for recs in records.values() for r in recs]
                 deltas = torch.autograd.grad(losses.sum(), ys, allow_unused=True) if ys else []
         finally:
             for h in handles:
                 h.remove()
+        it = iter(deltas)
+        for recs in records.values():
+            for r in recs:
+                d = next(it)
+                r[1] = torch.zeros_like(r[1]) if d is None else d.detach()
+        norm_grads: dict[str, torch.Tensor] = {}
+        for mname, wn, bn in self._norms:
+            mod = self._modules[mname]
+            gw = torch.zeros(b, self._sizes[wn] if wn else 0, device=self.device)
+            gb = torch.zeros(b, self._sizes[bn] if bn else 0, device=self.device)
+            for x, d in records.get(mname, []):
+                nd = len(mod.normalized_shape)
+                dd = d.float().reshape(b, -1, *d.shape[-nd:])
+                if wn:
+                    xhat = F.layer_norm(x.float(), mod.normalized_shape, None, None, mod.eps)
+                    gw += (dd * xhat.reshape(dd.shape)).sum(1).reshape(b, -1)
+                if bn:
+                    gb += dd.sum(1).reshape(b, -1)
+            if wn:
+                norm_grads[wn] = gw
+            if bn:
+                norm_grads[bn] = gb
+        return losses.detach(), records, norm_grads
+
+    # ------------------------------------------------------------------ batch
+    def _factors(self, layer: _Layer, records: dict, b: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Every use as (row kind, rows, cols) with G = sum_t rows_t cols_t^T:
+        ("dense", (B,T,d_out), (B,T,d_in')) for linear, ("ids", (B,T), (B,T,d_in)) for embedding."""
+        out = []
+        for use in layer.uses:
+            for x, d in records.get(use.module_name, []):
+                if use.kind == "linear":
+                    xx = x.reshape(b, -1, layer.d_in).float()
+                    if layer.bias is not None:
+                        xx = torch.cat([xx, torch.ones_like(xx[..., :1])], -1)
+                    out.append(("dense", d.reshape(b, -1, layer.d_out).float(), xx))
+                else:
+                    ids = x.reshape(b, -1).long()
+                    dd = d.reshape(b, -1, layer.d_in).float()
+                    if use.padding_idx is not None:
+                        dd = dd * (ids != use.padding_idx).unsqueeze(-1)
+                    out.append(("ids", ids, dd))
+        return out
+
+    @staticmethod
+    def _gram(u: tuple[str, torch.Tensor, torch.Tensor], v: tuple[str, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """<G_u, G_v> per sample, (B,)."""
+        (ku, ru, cu), (kv, rv, cv) = u, v
+        n = min(cu.shape[-1], cv.shape[-1])  # an embedding use has no bias column
+        cg = torch.bmm(cu[..., :n], cv[..., :n].transpose(1, 2))  # (B, T, S)
+        if ku == "dense" and kv == "dense":
+            rg = torch.bmm(ru, rv.transpose(1, 2))
+        elif ku == "ids" and kv == "ids":
+            rg = (ru.unsqueeze(2) == rv.unsqueeze(1)).float()
+        elif ku == "ids":  # rg[b,t,s] = rv[b, s, ru[b,t]]
+            rg = torch.gather(rv, 2, ru.unsqueeze(1).expand(-1, rv.shape[1], -1)).transpose(1, 2)
+        else:
+            rg = torch.gather(ru, 2, rv.unsqueeze(1).expand(-1, ru.shape[1], -1))
+        return (rg * cg).sum((1, 2))
+
+    def sketch_batch(
+        self, engine: PerSampleGrad, fallback: PerSampleGrad | None, batch: Any, b: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One batch -> (losses (B,), sketches (B, k), squared full-gradient norms (B,)).
+
+        ``fallback`` computes per-sample gradients of (at least) :attr:`vmap_names`; it may be
+        None when that list is empty."""
+        losses, records, norm_grads = self._run_hooked(engine, batch, b)
         blocks: list[torch.Tensor] = []
         sq = torch.zeros(b, dtype=torch.float32, device=self.device)
-        it = iter(deltas)
         for layer in self.layers:
-            xs, ds = [], []
-            for x, y in records[layer.module_name]:
-                d = next(it)
-                d = torch.zeros_like(y) if d is None else d
-                xs.append(x.reshape(b, -1, layer.d_in).float())
-                ds.append(d.reshape(b, -1, layer.d_out).float())
-            if not xs:  # layer never called: zero gradient
-                blocks.append(torch.zeros(b, self.k_out * self.k_in, device=self.device))
-                continue
-            x = torch.cat(xs, 1)  # (B, T, d_in)
-            d = torch.cat(ds, 1)  # (B, T, d_out)
-            if layer.bias is not None:
-                x = torch.cat([x, torch.ones_like(x[..., :1])], -1)
-            xp = x @ layer.p_in  # (B, T, k_in)
-            dp = d @ layer.p_out  # (B, T, k_out)
-            blocks.append(torch.einsum("bto,bti->boi", dp, xp).reshape(b, -1))
-            if x.shape[1] == 1:
-                sq += d.square().sum((1, 2)) * x.square().sum((1, 2))
-            else:
-                sq += (torch.bmm(d, d.transpose(1, 2)) * torch.bmm(x, x.transpose(1, 2))).sum((1, 2))
-        if fallback is not None and self.fallback is not None:
-            _, grads = fallback.losses_and_grads(batch)
-            flat = fallback.flatten(grads)
+            uses = self._factors(layer, records, b)
+            block = torch.zeros(b, self.k_out, self.k_in, device=self.device)
+            for kind, rows, cols in uses:
+                rp = layer.p_out[rows] if kind == "ids" else rows @ layer.p_out  # (B, T, k_out)
+                cp = cols @ layer.p_in[: cols.shape[-1]]  # (B, T, k_in)
+                block += torch.einsum("bto,bti->boi", rp, cp)
+            blocks.append(block.reshape(b, -1))
+            for i, u in enumerate(uses):
+                sq += self._gram(u, u)
+                for v in uses[i + 1:]:
+                    sq += 2 * self._gram(u, v)
+        if self.fallback is not None:
+            grads: dict[str, torch.Tensor] = dict(norm_grads)
+            if self.vmap_names:
+                if fallback is None:
+                    raise InvalidParameterError(
+                        f"the kronecker projector needs a per-sample engine for {self.vmap_names}.")
+                _, g = fallback.losses_and_grads(batch)
+                grads.update({n: g[n].reshape(b, -1) for n in self.vmap_names})
+            flat = torch.cat([grads[n].reshape(b, -1).float() for n in self.fallback_names], 1)
             sq += flat.square().sum(1)
             blocks.append(self.fallback.project(flat))
-        return losses.detach(), torch.cat(blocks, 1), sq
+        return losses, torch.cat(blocks, 1), sq
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe description, including the split of k_sketch."""
         return {
             "name": self.name, "k": self.k, "seed": self.seed, "k_in": self.k_in, "k_out": self.k_out,
             "k_fallback": self.k_fallback, "fallback_params": list(self.fallback_names),
+            "embeddings": self.embeddings,
             "layers": [{"weight": l.weight, "bias": l.bias, "d_in": l.d_in, "d_out": l.d_out,
+                        "uses": [[u.module_name, u.kind] for u in l.uses],
                         "offset": i * self.k_in * self.k_out} for i, l in enumerate(self.layers)],
         }

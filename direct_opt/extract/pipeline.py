@@ -51,8 +51,8 @@ def _make_sketcher(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGra
     if cfg.projector == "kronecker":
         proj = make_projector("kronecker", k=cfg.k_sketch, seed=cfg.seed, device=device, model=model,
                               names=engine.names, **opts)
-        fb = (PerSampleGrad(model, loss_fn, proj.fallback_names, device, cfg.torch_dtype_name)
-              if proj.fallback_names else None)
+        fb = (PerSampleGrad(model, loss_fn, proj.vmap_names, device, cfg.torch_dtype_name)
+              if proj.vmap_names else None)
         return KroneckerSketcher(engine, proj, fb)
     proj = make_projector(cfg.projector, k=cfg.k_sketch, seed=cfg.seed, dim=engine.dim, device=device, **opts)
     return PaperSketcher(engine, proj) if proj.per_sample else DenseSketcher(engine, proj)

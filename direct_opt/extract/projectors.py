@@ -4,9 +4,13 @@ Every flat projector maps per-sample gradients ``g`` of shape (B, d) to sketches
 ``z = g R^T`` of shape (B, k). Randomness is *counter-seeded per block* of
 ``BLOCK = 1024`` parameter coordinates: block b of the matrix is generated from a
 ``torch.Generator`` seeded with a hash of (seed, salt, b). The matrix therefore depends
-only on (seed, d, k, options) — not on the batch, the memory budget or the sample — and
-is regenerated block by block for every *batch* (never held whole, never per sample).
-Generation runs on the CPU by default, so one seed gives one matrix on CPU and CUDA.
+only on (seed, d, k, options) — not on the batch, the memory budget, the cache or the
+sample. Generation runs on the CPU by default, so one seed gives one matrix on CPU and
+CUDA (bit-identical entries; sketches then agree to float32 matmul tolerance, ~1e-6
+relative). Generated chunks (Gaussian blocks, SJLT hash tables) are kept on the compute
+device while they fit in ``cache_bytes`` (default 256 MiB; 0 disables the cache), so they
+are generated once, not for every batch; chunks beyond the budget are regenerated block
+by block for every *batch* (never per sample). Caching changes no value.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class Projector:
     per_sample = False
 
     def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
-                 salt: str = "", max_chunk_bytes: int = 64 << 20) -> None:
+                 salt: str = "", max_chunk_bytes: int = 64 << 20, cache_bytes: int = 256 << 20) -> None:
         if k <= 0:
             raise InvalidParameterError(f"k_sketch={k} must be positive.")
         if dim <= 0:
@@ -50,6 +54,24 @@ class Projector:
         # coordinates per compute chunk: a multiple of BLOCK (does not change the matrix)
         per_coord = max(1, self._bytes_per_coord())
         self.chunk = max(BLOCK, (max_chunk_bytes // per_coord) // BLOCK * BLOCK)
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise InvalidParameterError(f"cache_bytes={cache_bytes!r} must be an integer >= 0 (0: no cache).")
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, Any] = {}
+        self._cached_bytes = 0
+
+    def _cached(self, start: int, stop: int, make: Callable[[int, int], Any]) -> Any:
+        """``make(start, stop)`` (tensors on the device), kept while the cache budget allows."""
+        hit = self._cache.get(start)
+        if hit is not None:
+            return hit
+        val = make(start, stop)
+        parts = val if isinstance(val, tuple) else (val,)
+        size = sum(t.numel() * t.element_size() for t in parts)
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[start] = val
+            self._cached_bytes += size
+        return val
 
     def _bytes_per_coord(self) -> int:
         return 4 * self.k
@@ -94,11 +116,12 @@ class GaussianProjector(Projector):
     name = "gaussian"
 
     def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
-                 generator: str = "cpu", salt: str = "", max_chunk_bytes: int = 64 << 20) -> None:
+                 generator: str = "cpu", salt: str = "", max_chunk_bytes: int = 64 << 20,
+                 cache_bytes: int = 256 << 20) -> None:
         if generator not in ("cpu", "device"):
             raise UnknownNameError(f"unknown gaussian generator {generator!r}; known: cpu, device.")
         self.generator = generator
-        super().__init__(dim, k, seed, device, salt or "gaussian", max_chunk_bytes)
+        super().__init__(dim, k, seed, device, salt or "gaussian", max_chunk_bytes, cache_bytes)
 
     def block_matrix(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of R^T, shape (stop - start, k), on the compute device."""
@@ -113,7 +136,7 @@ class GaussianProjector(Projector):
         return mat.to(self.device).mul_(scale)
 
     def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
-        out.addmm_(g, self.block_matrix(start, stop))
+        out.addmm_(g, self._cached(start, stop, self.block_matrix))
 
     def matrix(self) -> torch.Tensor:
         return self.block_matrix(0, self.dim)
@@ -131,8 +154,9 @@ class PaperProjector(GaussianProjector):
 
     def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
                  generator: str = "cpu", max_chunk_bytes: int = 64 << 20) -> None:
-        # salt "gaussian": the same matrix as the gaussian projector for the same seed
-        super().__init__(dim, k, seed, device, generator, "gaussian", max_chunk_bytes)
+        # salt "gaussian": the same matrix as the gaussian projector for the same seed;
+        # no cache: the paper regenerates the matrix for every sample
+        super().__init__(dim, k, seed, device, generator, "gaussian", max_chunk_bytes, cache_bytes=0)
 
 
 class SJLTProjector(Projector):
@@ -142,12 +166,12 @@ class SJLTProjector(Projector):
     name = "sjlt"
 
     def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
-                 s: int = 4, max_chunk_bytes: int = 64 << 20) -> None:
+                 s: int = 4, max_chunk_bytes: int = 64 << 20, cache_bytes: int = 256 << 20) -> None:
         s = int(s)
         if not 1 <= s <= k:
             raise InvalidParameterError(f"sjlt needs 1 <= s <= k; got s={s}, k={k}.")
         self.s = s
-        super().__init__(dim, k, seed, device, "sjlt", max_chunk_bytes)
+        super().__init__(dim, k, seed, device, "sjlt", max_chunk_bytes, cache_bytes)
         bounds = [j * self.k // s for j in range(s + 1)]
         self._seg_start = torch.tensor(bounds[:-1], dtype=torch.int64)
         self._seg_len = torch.tensor([bounds[j + 1] - bounds[j] for j in range(s)], dtype=torch.int64)
@@ -171,7 +195,7 @@ class SJLTProjector(Projector):
         return (torch.cat(rows).to(self.device), torch.cat(vals).mul_(scale).to(self.device))
 
     def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
-        rows, vals = self.hashes(start, stop)
+        rows, vals = self._cached(start, stop, self.hashes)
         contrib = (g.unsqueeze(2) * vals.unsqueeze(0)).reshape(g.shape[0], -1)
         out.index_add_(1, rows.reshape(-1), contrib)
 
@@ -188,7 +212,7 @@ class BasisProjector(Projector):
     def __init__(self, basis: torch.Tensor, device: torch.device | str = "cpu", label: str = "basis") -> None:
         self.basis = basis.to(device=device, dtype=torch.float32)
         self.label = label
-        super().__init__(int(basis.shape[0]), int(basis.shape[1]), 0, device, "basis")
+        super().__init__(int(basis.shape[0]), int(basis.shape[1]), 0, device, "basis", cache_bytes=0)
 
     def _accumulate(self, out: torch.Tensor, g: torch.Tensor, start: int, stop: int) -> None:
         out.addmm_(g, self.basis[start:stop])

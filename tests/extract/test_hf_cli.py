@@ -48,7 +48,9 @@ def test_hf_loss_through_extract(projector):
                        ExtractConfig(k_sketch=8, batch_size=4, projector=projector, verbose=False))
     assert st.n == 6
     if projector == "kronecker":
-        assert st.config["projector"]["fallback_params"] == ["emb.weight"]
+        # the embedding is a Kronecker block too (row lookup); nothing falls back
+        assert st.config["projector"]["fallback_params"] == []
+        assert [l["weight"] for l in st.config["projector"]["layers"]] == ["emb.weight", "head.weight"]
 
 
 @pytest.mark.skipif(HAS_TF, reason="transformers is installed")

@@ -85,3 +85,23 @@ def test_unknown_projector_lists_known():
         make_projector("gaussian", k=0, dim=10)
     with pytest.raises(InvalidParameterError):
         make_projector("sjlt", k=4, dim=10, bogus=1)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "sjlt"])
+def test_device_cache_changes_no_value(name):
+    d, k = 5000, 64
+    g = torch.randn(3, d)
+    kw = {"max_chunk_bytes": 1}  # one BLOCK per chunk: 5 chunks
+    off = make_projector(name, k=k, seed=2, dim=d, cache_bytes=0, **kw)
+    full = make_projector(name, k=k, seed=2, dim=d, **kw)
+    part = make_projector(name, k=k, seed=2, dim=d, cache_bytes=2 * BLOCK * k * 4, **kw)  # gaussian: 2 of 5 chunks
+    ref = off.project(g)
+    for p in (full, part):
+        for _ in range(2):  # first call fills the cache, second reads it
+            assert torch.equal(p.project(g), ref)
+    assert off._cache == {} and len(full._cache) == 5
+    assert 0 < part._cached_bytes <= part.cache_bytes
+    if name == "gaussian":
+        assert len(part._cache) == 2
+    with pytest.raises(InvalidParameterError, match="cache_bytes"):
+        make_projector(name, k=k, seed=2, dim=d, cache_bytes=-1)
