@@ -28,7 +28,14 @@ def spectral_bound(problem: SelectionProblem, outer: DirectPolytope, m_max: int 
     """min over m <= m_max of sum_{j<=m} sigma_j^2 M_j^2 + sigma_{m+1}^2 K (valid for every m)."""
     P = problem
     gram = P.op.gram()
-    ev, U = np.linalg.eigh(gram)
+    dev = getattr(P.op, "device", "cpu")
+    if getattr(P.op, "is_torch", False) and getattr(dev, "type", "") == "cuda":  # r x r eigh on the GPU
+        import torch
+
+        ev_t, U_t = torch.linalg.eigh(torch.as_tensor(gram, device=dev))
+        ev, U = ev_t.cpu().numpy(), U_t.cpu().numpy()
+    else:
+        ev, U = np.linalg.eigh(gram)
     ev, U = np.maximum(ev[::-1], 0.0), U[:, ::-1]
     ev = ev + 1e-10 * ev[0] + 1e-300  # eigh is backward stable: pad so the bound stays valid
     best = ev[0] * P.k
