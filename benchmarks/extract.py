@@ -15,7 +15,8 @@ least one batch and stops after ``--samples`` samples or before a batch would ru
 is measured on that batch (reported as "warm-up batch only").
 
 Checks (any failure -> exit 2): every mode runs; the ``gaussian`` and ``paper`` sketches
-of the warm-up sample agree (same matrix, batched vs one-at-a-time); every sketch is finite.
+of the warm-up sample agree (same matrix, batched vs one-at-a-time; relative 1e-3 in
+float32, 5e-2 under bf16/fp16 autocast); every sketch is finite.
 Targets (missed -> exit 1): CPU, best projector >= 50x the paper mode; GPU ``--gpt2``, best
 projector >= 400 samples/s. ``--json PATH`` writes every number.
 
@@ -166,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=None,
                     help="time budget per mode after warm-up (default 30 CPU / 20 --gpt2)")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--cache-mib", type=int, default=None,
+                    help="device cache of generated projection chunks for gaussian/sjlt/kronecker "
+                         "(projector option cache_bytes; default: the library's 256 MiB)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write all numbers here")
     args = ap.parse_args(argv)
@@ -211,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     failures: list[str] = []
     for name in modes:
-        opts = {"generator": gen} if name in ("paper", "gaussian") else {}
+        opts: dict[str, Any] = {"generator": gen} if name in ("paper", "gaussian") else {}
+        if args.cache_mib is not None and name != "paper":
+            opts["cache_bytes"] = args.cache_mib << 20
         cfg = ExtractConfig(k_sketch=k, projector=name, batch_size=1 if name == "paper" else bs, device=str(device),
                             dtype=args.dtype, projector_options=opts, verbose=False)
         try:
@@ -233,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         zp, zg = results["paper"]["z_warm"][0].double(), results["gaussian"]["z_warm"][0].double()
         err = float((zp - zg).norm() / zg.norm().clamp_min(1e-30))
         print(f"  check: gaussian vs paper sketch of sample 0, relative difference {err:.2e}", flush=True)
-        if not err < 1e-3:
-            failures.append(f"gaussian and paper sketches differ (relative {err:.2e} >= 1e-3)")
+        tol = 1e-3 if args.dtype == "float32" else 5e-2  # autocast: batched vs one-sample rounding differs
+        if not err < tol:
+            failures.append(f"gaussian and paper sketches differ (relative {err:.2e} >= {tol:.0e})")
     if "kronecker" in results and "gaussian" in results:  # hooks vs vmap: same per-sample gradient norms
         sk_, sg_ = results["kronecker"]["sq_warm"].double(), results["gaussian"]["sq_warm"].double()
         err = float(((sk_ - sg_).abs() / sg_.clamp_min(1e-30)).max())
