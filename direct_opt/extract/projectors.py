@@ -59,6 +59,7 @@ class Projector:
         self.cache_bytes = cache_bytes
         self._cache: dict[int, Any] = {}
         self._cached_bytes = 0
+        self._seeds: dict[int, int] = {}
 
     def _cached(self, start: int, stop: int, make: Callable[[int, int], Any]) -> Any:
         """``make(start, stop)`` (tensors on the device), kept while the cache budget allows."""
@@ -77,8 +78,13 @@ class Projector:
         return 4 * self.k
 
     def _generator(self, block: int, device: torch.device | None = None) -> torch.Generator:
+        seed = self._seeds.get(block) if self.cache_bytes else None
+        if seed is None:
+            seed = derive_seed(self.seed, self.salt, block)
+            if self.cache_bytes:  # block seeds are memoised with the cache (8 bytes each)
+                self._seeds[block] = seed
         gen = torch.Generator(device=device or "cpu")
-        gen.manual_seed(derive_seed(self.seed, self.salt, block))
+        gen.manual_seed(seed)
         return gen
 
     def project(self, g: torch.Tensor) -> torch.Tensor:
