@@ -82,8 +82,10 @@ def collect(path: Path, root: Path = ROOT) -> list[Snippet]:
 
 
 def cli_commands(path: Path, root: Path = ROOT) -> list[tuple[str, int, list[str]]]:
-    """``direct-opt ...`` invocations in the ```bash / ```sh blocks of a file:
-    [(path, line, argv without the program name)], split on ``&&``, ``;`` and ``|``, comments dropped."""
+    """``direct-opt ...`` invocations in the ```bash / ```sh blocks of a file (also after a
+    launcher such as ``torchrun ... direct-opt``): [(path, line, argv after "direct-opt")].
+    Backslash continuations are joined; commands are split on ``&&``, ``||``, ``;`` and ``|``;
+    comments are dropped. A line the shell could not parse raises ValueError naming it."""
     import shlex
 
     rel = str(path.relative_to(root))
@@ -98,17 +100,25 @@ def cli_commands(path: Path, root: Path = ROOT) -> list[tuple[str, int, list[str
         lang = f.group(2).lower()
         i += 1
         while i < len(lines) and not lines[i].strip().startswith("```"):
-            if lang in ("bash", "sh", "shell", "console"):
-                words = shlex.split(lines[i].strip().lstrip("$ "), comments=True)
-                cmd: list[str] = []
-                for w in words + ["&&"]:
-                    if w in ("&&", ";", "|", "||"):
-                        if cmd and cmd[0] == "direct-opt":
-                            out.append((rel, i + 1, cmd[1:]))
-                        cmd = []
-                    else:
-                        cmd.append(w)
+            start, text = i + 1, lines[i].strip()
+            while text.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                text = text[:-1] + " " + lines[i].strip()
             i += 1
+            if lang not in ("bash", "sh", "shell", "console"):
+                continue
+            try:
+                words = shlex.split(text.lstrip("$ "), comments=True)
+            except ValueError as exc:
+                raise ValueError(f"{rel}:{start}: cannot parse shell line {text!r}: {exc}") from None
+            cmd: list[str] = []
+            for w in words + ["&&"]:
+                if w in ("&&", ";", "|", "||"):
+                    if "direct-opt" in cmd:
+                        out.append((rel, start, cmd[cmd.index("direct-opt") + 1:]))
+                    cmd = []
+                else:
+                    cmd.append(w)
         i += 1
     return out
 

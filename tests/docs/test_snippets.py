@@ -78,3 +78,15 @@ def test_cli_commands_in_docs_parse():
         except BaseException as exc:  # argparse exits; our parser may raise UsageError
             bad.append(f"{path}:{line}: direct-opt {' '.join(argv)}  ->  {type(exc).__name__}: {exc}")
     assert not bad, "\n".join(bad)
+
+
+def test_cli_commands_extraction(tmp_path):
+    md = tmp_path / "p.md"
+    md.write_text("```bash\npip install x && direct-opt solve --stats D -k 3  # comment\n"
+                  "torchrun --nproc-per-node 2 --no-python direct-opt extract --model m \\\n    --out o\n```\n"
+                  "```python\n# direct-opt demo (not a shell block)\n```\n")
+    assert cli_commands(md, root=tmp_path) == [("p.md", 2, ["solve", "--stats", "D", "-k", "3"]),
+                                               ("p.md", 3, ["extract", "--model", "m", "--out", "o"])]
+    md.write_text("```bash\ndirect-opt solve 'unclosed\n```\n")
+    with pytest.raises(ValueError, match="p.md:2: cannot parse"):
+        cli_commands(md, root=tmp_path)
