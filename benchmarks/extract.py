@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from direct_opt.extract import ExtractConfig
 from direct_opt.extract.data import to_device
 from direct_opt.extract.params import select_params
-from direct_opt.extract.per_sample import PerSampleGrad
+from direct_opt.extract.per_sample import PerSampleGrad, autocast_context
 from direct_opt.extract.pipeline import _make_sketcher
 
 CPU_TARGET_RATIO = 50.0
@@ -149,6 +149,22 @@ def throughput(sk: Any, samples: list[torch.Tensor], bs: int, device: torch.devi
             "norm_ratio_median": _norm_ratio(z_warm, sq_warm)}
 
 
+def plain_step_rate(model: torch.nn.Module, samples: list[torch.Tensor], bs: int, device: torch.device,
+                    dtype: str, n_samples: int, max_seconds: float) -> float:
+    """samples/s of a plain forward+backward of the mean loss (context, not a mode)."""
+    done, t0 = 0, time.perf_counter()
+    while done < n_samples and (done == 0 or time.perf_counter() - t0 < max_seconds / 2):
+        batch = torch.stack(samples[done % len(samples):][:bs]).to(device)
+        with autocast_context(device, dtype):
+            loss = lm_loss(model, batch).float().mean()
+        loss.backward()
+        done += batch.shape[0]
+    _sync(device)
+    rate = done / (time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return rate
+
+
 def _norm_ratio(z: torch.Tensor, sq: torch.Tensor) -> float:
     """Median over the batch of |z|^2 / |g|^2 (about 1 for a JL sketch)."""
     return (z.double().square().sum(1) / sq.double().clamp_min(1e-30)).median().item()
@@ -212,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                   ExtractConfig(k_sketch=k, dtype=args.dtype).torch_dtype_name).losses_and_grads(
         torch.stack(samples[:2]).to(device))
     _sync(device)
+    train_rate = plain_step_rate(model, samples, bs, device, args.dtype, n_fast, max_s)
+    print(f"  reference: plain forward+backward of the batch loss (a training step without optimiser) "
+          f"{train_rate:.2f} samples/s", flush=True)
     results: dict[str, Any] = {}
     failures: list[str] = []
     for name in modes:
@@ -266,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({fast[best]:.1f} vs {base:.2f} samples/s) -> {'MET' if met else 'NOT MET'}")
     if args.json:
         blob = {"header": header, "device": str(device), "gpu": gpu, "n_params": n_params, "k": k, "batch_size": bs,
+                "plain_fwd_bwd_samples_per_s": train_rate,
                 "seq": seq, "dtype": args.dtype, "target_met": met, "failures": failures,
                 "modes": {n: {kk: v for kk, v in r.items() if kk not in ("z_warm", "sq_warm")}
                           for n, r in results.items()},
