@@ -91,6 +91,12 @@ def test_tied_embedding_head_equals_explicit_kronecker(pos):
     assert proj.fallback_names == ["ln.weight", "ln.bias"] and proj.vmap_names == []  # LayerNorm from hooks
     torch.testing.assert_close(losses.double(), lm_loss(model, ids).detach(), rtol=1e-6, atol=1e-7)
     check_against_explicit(model, ids, proj, z, sq)
+    # deterministic given the seed; the device cache of the fallback block changes no value
+    for opts in ({}, {"cache_bytes": 0}):
+        assert torch.equal(run(model, ids, **opts)[1][1], z)
+    names = [n for n, _ in model.named_parameters()]
+    other = KroneckerProjector(model, names, k=60, seed=5)
+    assert not torch.equal(other.layers[0].p_out, proj.layers[0].p_out)
 
 
 def test_untied_padding_idx_and_embeddings_off():
