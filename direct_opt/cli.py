@@ -102,6 +102,7 @@ def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str,
             "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
             "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
             "local_search": not getattr(args, "no_local_search", False),
+            "device": getattr(args, "device", None),
         },
         "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
                   "checksums_verified": not getattr(args, "no_verify", False)},
@@ -138,7 +139,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
-                time_limit=args.time_limit, **kw)
+                time_limit=args.time_limit, device=args.device, **kw)
     print(res.summary())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="sca-exact", help="solver backend (see `direct-opt backends`)")
     p.add_argument("--no-local-search", action="store_true", help="skip the 1-swap local search after rounding")
     p.add_argument("--out", default=None, help="write indices + certificates as JSON here")
+    p.add_argument("--device", default=None,
+                   help="torch device for the products with G, e.g. cuda (default: numpy on the CPU)")
     p.set_defaults(func=_cmd_solve)
     for name, module in SUBCOMMANDS.items():
         try:

@@ -62,3 +62,20 @@ def test_bad_arguments_one_line_no_traceback(stats_dir, capsys, argv, fragment):
 def test_infeasible_budget_exits_nonzero_with_reason(stats_dir, capsys):
     assert main(["solve", "--stats", str(stats_dir), "-k", "30", "--tau", "1e-9"]) == 1
     assert "smallest feasible budget" in capsys.readouterr().out
+
+
+def test_solve_on_a_torch_device_matches_numpy(stats_dir, tmp_path):
+    """--device runs the products with G through torch; the selection is the same as numpy's."""
+    a, b = tmp_path / "np.json", tmp_path / "torch.json"
+    assert main(["solve", "--stats", str(stats_dir), "-k", "30", "--out", str(a)]) == 0
+    assert main(["solve", "--stats", str(stats_dir), "-k", "30", "--device", "cpu", "--out", str(b)]) == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert rb["parameters"]["device"] == "cpu" and ra["parameters"]["device"] is None
+    assert ra["result"]["indices"] == rb["result"]["indices"]
+    assert rb["result"]["objective"] == pytest.approx(ra["result"]["objective"], rel=1e-6)
+
+
+def test_solve_on_an_unknown_device_is_one_line_error(stats_dir, capsys):
+    assert main(["solve", "--stats", str(stats_dir), "-k", "30", "--device", "tpu9"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("direct-opt: error:") and "tpu9" in err and "\n" not in err
