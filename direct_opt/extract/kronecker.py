@@ -201,12 +201,14 @@ class KroneckerProjector:
             if has_fb else None
         )
         self.k = k_layers + self.k_fallback
+        self._verified = False  # first batch: check the blocks against the batch gradient
         if self.k <= 0:
             raise InvalidParameterError("the kronecker projector got an empty sketch; check param_filter.")
 
     # ------------------------------------------------------------------ hooks
-    def _run_hooked(self, engine: PerSampleGrad, batch: Any, b: int) -> tuple[torch.Tensor, dict, dict]:
-        """Forward + backward with hooks -> (losses, {module: [(input, out_grad)]}, norm grads)."""
+    def _run_hooked(self, engine: PerSampleGrad, batch: Any, b: int) -> tuple[torch.Tensor, dict, dict, dict]:
+        """Forward + backward with hooks -> (losses, {module: [(input, out_grad)]}, norm grads,
+        batch gradients of the block parameters (first batch only, for :meth:`_verify`))."""
         records: dict[str, list[list[Any]]] = {}
         handles = []
 
@@ -236,10 +238,18 @@ class KroneckerProjector:
             handles.append(self._modules[key].register_forward_hook(make_hook(key, kind)))
         try:
             with torch.enable_grad():
-                out = engine._call(engine._batched, engine.params, batch)
+                params = dict(engine.params)
+                check = [] if self._verified else [n for l in self.layers for n in (l.weight, l.bias) if n]
+                for n in check:
+                    params[n] = params[n].detach().requires_grad_(True)
+                out = engine._call(engine._batched, params, batch)
                 losses = check_loss_shape(out, b, "full batch").float()
                 ys = [r[1] for recs in records.values() for r in recs]
-                deltas = torch.autograd.grad(losses.sum(), ys, allow_unused=True) if ys else []
+                targets = ys + [params[n] for n in check]
+                grads = (torch.autograd.grad(losses.sum(), targets, allow_unused=True)
+                         if targets and losses.requires_grad else [None] * len(targets))
+                deltas = grads[: len(ys)]
+                batch_grads = {n: g for n, g in zip(check, grads[len(ys):])}
         finally:
             for h in handles:
                 h.remove()
@@ -265,7 +275,30 @@ class KroneckerProjector:
                 norm_grads[wn] = gw
             if bn:
                 norm_grads[bn] = gb
-        return losses.detach(), records, norm_grads
+        return losses.detach(), records, norm_grads, batch_grads
+
+    def _verify(self, blocks: list[torch.Tensor], batch_grads: dict, dtype_name: str) -> None:
+        """Sum over the batch of each block == the block of the batch gradient, else a weight is
+        used outside its hooked modules (e.g. ``h @ emb.weight.T``) and the sketch would be wrong."""
+        self._verified = True
+        for layer, blk in zip(self.layers, blocks):
+            g = batch_grads.get(layer.weight)
+            w = torch.zeros(layer.d_out, layer.d_in, device=self.device) if g is None else g.float()
+            w = w.T if layer.transposed else w
+            if layer.bias is not None:
+                gb = batch_grads.get(layer.bias)
+                gb = torch.zeros(layer.d_out, device=self.device) if gb is None else gb.float()
+                w = torch.cat([w, gb[:, None]], 1)
+            expect = layer.p_out.T @ w @ layer.p_in
+            got = blk.sum(0).reshape(expect.shape)
+            err = float((got - expect).norm() / expect.norm().clamp_min(1e-30))
+            tol = 1e-3 if dtype_name == "float32" else 5e-2
+            if not err < tol and float(expect.norm()) > 1e-12:
+                raise ExtractionError(
+                    f"kronecker: {layer.weight!r} gets gradient outside the modules hooked for it "
+                    f"({', '.join(u.module_name for u in layer.uses)}): batch-sum mismatch {err:.1e}. It is used "
+                    "functionally somewhere (e.g. logits = h @ emb.weight.T); make that an nn.Linear whose weight "
+                    "is the same Parameter, or set projector_options={'embeddings': False} / narrow param_filter.")
 
     # ------------------------------------------------------------------ batch
     def _factors(self, layer: _Layer, records: dict, b: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -310,7 +343,7 @@ class KroneckerProjector:
 
         ``fallback`` computes per-sample gradients of (at least) :attr:`vmap_names`; it may be
         None when that list is empty."""
-        losses, records, norm_grads = self._run_hooked(engine, batch, b)
+        losses, records, norm_grads, batch_grads = self._run_hooked(engine, batch, b)
         blocks: list[torch.Tensor] = []
         sq = torch.zeros(b, dtype=torch.float32, device=self.device)
         for layer in self.layers:
@@ -325,6 +358,8 @@ class KroneckerProjector:
                 sq += self._gram(u, u)
                 for v in uses[i + 1:]:
                     sq += 2 * self._gram(u, v)
+        if batch_grads:
+            self._verify(blocks, batch_grads, engine.dtype_name)
         if self.fallback is not None:
             grads: dict[str, torch.Tensor] = dict(norm_grads)
             if self.vmap_names:

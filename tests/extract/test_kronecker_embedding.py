@@ -46,7 +46,8 @@ def explicit_grads(model, ids):
     out = []
     for i in range(ids.shape[0]):
         loss = lm_loss(model, ids[i : i + 1]).sum()
-        out.append(dict(zip(params, torch.autograd.grad(loss, list(params.values())))))
+        gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        out.append({n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), gs)})
     return out
 
 
@@ -127,3 +128,20 @@ def test_bad_embedding_ids_shape_is_named():
     eng = PerSampleGrad(model, lambda m, x: m(x), ["e.weight"], torch.device("cpu"))
     with pytest.raises(Exception, match="embedding 'e'.*embeddings"):
         KroneckerSketcher(eng, proj, None).sketch(torch.ones(2, 4), 2, 0, "pool")
+
+
+def test_functional_use_of_a_hooked_weight_is_refused():
+    class FunctionalHead(TiedLM):
+        def forward(self, ids):
+            x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
+            return x @ self.wte.weight.T  # head term outside any hooked module
+
+    torch.manual_seed(2)
+    model = FunctionalHead(tied=False).double().eval()
+    with pytest.raises(Exception, match="wte.weight.*functionally"):
+        run(model, torch.randint(0, V, (B, T)))
+    # with embeddings routed to the dense (vmap) fallback it is exact
+    ids = torch.randint(0, V, (B, T))
+    proj, (_, z, sq) = run(model, ids, embeddings=False)
+    assert "wte.weight" in proj.vmap_names
+    check_against_explicit(model, ids, proj, z, sq)
