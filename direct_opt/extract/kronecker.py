@@ -224,8 +224,10 @@ class KroneckerProjector:
                             "projector_options={'embeddings': False}.")
                     shared = x if x.ndim < 2 else x[0]
                     x = shared.unsqueeze(0).expand(b, *shared.shape)
-                    o = out.detach() if out.ndim == shared.ndim + 1 else out.detach()[0]
-                    replaced = o.unsqueeze(0).expand(b, *o.shape).contiguous().requires_grad_(True)
+                    o = out if out.ndim == shared.ndim + 1 else out[0]
+                    replaced = o.unsqueeze(0).expand(b, *o.shape).contiguous()
+                    if not replaced.requires_grad:
+                        replaced.requires_grad_(True)
                 elif not out.requires_grad:
                     replaced = out.detach().requires_grad_(True)
                 records.setdefault(key, []).append([x, replaced if replaced is not None else out])
@@ -291,9 +293,10 @@ class KroneckerProjector:
                 w = torch.cat([w, gb[:, None]], 1)
             expect = layer.p_out.T @ w @ layer.p_in
             got = blk.sum(0).reshape(expect.shape)
-            err = float((got - expect).norm() / expect.norm().clamp_min(1e-30))
+            scale = max(float(expect.norm()), float(got.norm()))
+            err = float((got - expect).norm()) / max(scale, 1e-30)
             tol = 1e-3 if dtype_name == "float32" else 5e-2
-            if not err < tol and float(expect.norm()) > 1e-12:
+            if not err < tol and scale > 1e-12:
                 raise ExtractionError(
                     f"kronecker: {layer.weight!r} gets gradient outside the modules hooked for it "
                     f"({', '.join(u.module_name for u in layer.uses)}): batch-sum mismatch {err:.1e}. It is used "
