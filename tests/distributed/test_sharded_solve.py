@@ -102,3 +102,20 @@ def test_solve_uses_the_device_oracle_and_selects_the_same(monkeypatch):
     assert len(made) == 2  # the SCA oracle and the certificate's outer polytope
     np.testing.assert_array_equal(res.indices, ref.indices)
     assert res.upper_bound == pytest.approx(ref.upper_bound, rel=1e-9)
+
+
+def test_device_oracle_warm_started_bracket_stays_exact():
+    """Successive calls start the multiplier search from the previous multiplier; whether that
+    hint is close, far too small or far too large, the vertex equals the numpy oracle's."""
+    from direct_opt.distributed.device_oracle import TorchPolytope
+
+    rng = np.random.default_rng(5)
+    n, k = 30000, 3000
+    a = rng.lognormal(0.0, 1.0, n) ** 2
+    tau = 0.1 * a.mean() * k
+    ref, dev = DirectPolytope(a, k, tau), TorchPolytope(a, k, tau, device="cpu")
+    c = rng.standard_normal(n) * np.sqrt(a)
+    for step, scale in enumerate((1.0, 1.0001, 1.01, 30.0, 0.01, 1.0)):  # near, then far up / down
+        cs = scale * c + 1e-3 * step * rng.standard_normal(n)
+        np.testing.assert_allclose(dev.lmo(cs), ref.lmo(cs), atol=1e-9)
+        assert dev._mu_hint > 0
