@@ -5,9 +5,9 @@ Design choices (all documented because the extractor and projectors rely on them
 * Every learned matrix that touches activations is an ``nn.Linear`` (fused ``qkv``,
   attention output ``proj``, MLP ``fc``/``out``, and the output head ``lm_head``), so
   Kronecker/LoGra projectors can hook layer inputs and output gradients.
-* Embeddings are **untied** by default (``GPTConfig.tie_embeddings=False``): with tying,
-  the head weight's gradient is the sum of a Linear-layer term and an embedding-lookup
-  term, which breaks the per-layer Kronecker factorisation. Tying stays available.
+* Embeddings are **untied** by default (``GPTConfig.tie_embeddings=False``). Tying stays
+  available: the ``kronecker`` projector then projects the embedding and the head as one
+  summed Kronecker block (their gradient is the sum of a lookup term and a Linear term).
 * The forward pass is functional-friendly: no in-place ops on inputs, no
   data-dependent control flow. Attention defaults to an explicit masked softmax
   (``attn_impl="manual"``), which has native ``torch.func.vmap`` batching rules;
