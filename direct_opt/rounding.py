@@ -52,7 +52,6 @@ class _State:
         if rows is not None:
             self.Ad = np.asarray(rows.A.toarray()) if rows.A.shape[0] * n <= 5e7 else None
             self.Ax = np.zeros(rows.A.shape[0])
-        self.order_a = np.argsort(problem.a, kind="stable")
 
     def col_rows(self, j: np.ndarray | int) -> np.ndarray:
         A = self.Ad if self.Ad is not None else self.P.rows.A
@@ -94,9 +93,15 @@ class _State:
         g = P.q * (2.0 * self.h - self.sq)
         return g + P.c if P.c is not None else g
 
+    def cheapest(self, avail: np.ndarray, m: int) -> np.ndarray:
+        """Indices of the m smallest a among available samples, ordered by (a, index): the first
+        m of a stable argsort of a restricted to ``avail`` (bool (N,)), in O(N + m log m)."""
+        idx = np.flatnonzero(avail)
+        return idx[smallest_stable(self.P.a[idx], max(int(m), 0))]
+
     def cheapest_fill(self, avail: np.ndarray, m: int) -> tuple[float, float]:
         """(sum of the m-1 and of the m smallest a among available samples)."""
-        a_sorted = self.P.a[self.order_a[avail[self.order_a]]]
+        a_sorted = self.P.a[self.cheapest(avail, m)]
         s = np.cumsum(a_sorted[:m])
         s_m = float(s[-1]) if m and s.size >= m else np.inf
         s_m1 = float(s[m - 2]) if m >= 2 and s.size >= m - 1 else 0.0
@@ -146,7 +151,7 @@ def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None
             a_c = P.a[cand]
             # j fits if a_j plus the cheapest m-1 others fit (exact when j is not among them)
             rank_small = np.zeros(P.n, dtype=bool)
-            rank_small[st.order_a[avail[st.order_a]][: max(m - 1, 0)]] = True
+            rank_small[st.cheapest(avail, m - 1)] = True
             ok = (a_c + s_m1 <= room + _TOL * max(1.0, P.tau)) | (rank_small[cand] & (s_m <= room + _TOL * max(1.0, P.tau)))
             cand = cand[ok]
         if P.rows is not None and cand.size:
@@ -161,7 +166,7 @@ def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None
         if deadline is not None and time.monotonic() > deadline:
             # out of time: finish with the cheapest completable samples (no more gain scoring)
             avail = _available(st)
-            rest = st.order_a[avail[st.order_a]][: P.k - int(st.x.sum())]
+            rest = st.cheapest(avail, P.k - int(st.x.sum()))
             st.add(rest)
             return
 

@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from ..linop import to_host
 from ..oracle import _BISECT_MAX, _SHRINK_MIN, DirectPolytope
+
+# Relative half-width of the first bracket around the previous call's multiplier (adapted per call).
+_HINT_WIDTH_MIN, _HINT_WIDTH_MAX = 1e-4, 0.5
 
 
 class TorchPolytope(DirectPolytope):
@@ -47,10 +51,13 @@ class TorchPolytope(DirectPolytope):
         t = self._t
         cf = t.as_tensor(self._free_part(c), dtype=t.float64, device=self.device)
         af, k = self._a, int(round(self.k_free))
+        tau = self.tau_free
+        narrow = self._narrow_start(cf, af, k) if self.tau is not None else None
+        if narrow is not None:  # the budget binds and the search starts on a few candidates
+            return self._search(cf, k, *narrow, width=narrow[8] - narrow[7])
         x0 = self._top(cf, k)
         if self.tau is None or float(af @ x0) <= self.tau_free:
-            return self._assemble(x0.cpu().numpy())
-        tau = self.tau_free
+            return self._assemble(to_host(x0))
         bracket = self._hinted_bracket(cf, af, k, tau)
         if bracket is None:
             pos = af[af > 0]
@@ -64,33 +71,34 @@ class TorchPolytope(DirectPolytope):
                 x_hi = self._top(cf - hi * af, k)
         else:
             lo, x_lo, hi, x_hi = bracket
-        act = t.arange(cf.numel(), device=self.device)
-        c_act, a_act, k_act = cf, af, k
-        n_in, c_in, a_in = 0, 0.0, 0.0
-        fixed_in: list = []
-        f_lo, f_hi = float(af @ x_lo) - tau, float(af @ x_hi) - tau  # budget excess at lo (> 0) and hi (<= 0)
+        f_lo, f_hi = (v - tau for v in t.stack([af @ x_lo, af @ x_hi]).tolist())
+        return self._search(cf, k, t.arange(cf.numel(), device=self.device), cf, af, k, 0.0, 0.0, [],
+                            lo, hi, x_lo, x_hi, f_lo, f_hi)
+
+    def _search(self, cf, k: int, act, c_act, a_act, k_act: int, c_in: float, a_in: float, fixed_in: list,
+                lo: float, hi: float, x_lo, x_hi, f_lo: float, f_hi: float, width: float = float("inf")) -> np.ndarray:
+        """Illinois search for the budget multiplier inside the bracket [lo, hi] (budget excess
+        f_lo > 0 >= f_hi) on the candidates ``act`` (the rest fixed: ``fixed_in`` at 1, with
+        c / a sums c_in / a_in and k - k_act of them), shrinking the candidates whenever the
+        bracket has narrowed 4x since the last shrink and lo >= hi / 4 (``width``: the bracket width at the last
+        shrink).  Returns the free-coordinate vertex."""
+        t, tau = self._t, self.tau_free
+        n_in = k - k_act
         side = 0  # +1 / -1: lo / hi was moved last (Illinois: halve the other side's value when repeated)
         for it in range(_BISECT_MAX):
-            if act.numel() > _SHRINK_MIN and it % 2 == 0 and 0 < k_act < act.numel():
-                s_lo, s_hi = c_act - lo * a_act, c_act - hi * a_act
-                lower, upper = t.minimum(s_lo, s_hi), t.maximum(s_lo, s_hi)
-                kth = act.numel() - k_act + 1  # the k_act-th largest = this k-th smallest
-                u_m = t.kthvalue(upper, kth).values
-                l_m = t.kthvalue(lower, kth).values
-                sure_in, sure_out = lower > u_m, upper < l_m
-                keep = ~(sure_in | sure_out)
-                if not bool(keep.all()):
+            if act.numel() > _SHRINK_MIN and hi - lo < min(0.25 * width, 0.75 * hi) and 0 < k_act < act.numel():
+                width = hi - lo
+                sh = self._shrink_t(c_act, a_act, k_act, lo, hi)
+                if sh is not None:
+                    keep, sure_in, dn, dc, da = sh
                     fixed_in.append(act[sure_in])
-                    n_in += int(sure_in.sum())
-                    c_in += float(c_act[sure_in].sum())
-                    a_in += float(a_act[sure_in].sum())
+                    n_in, c_in, a_in = n_in + dn, c_in + dc, a_in + da
                     k_act = k - n_in
-                    act, c_act, a_act = act[keep], c_act[keep], a_act[keep]
-                    x_lo, x_hi = x_lo[keep], x_hi[keep]
+                    act, c_act, a_act, x_lo, x_hi = (v[keep] for v in (act, c_act, a_act, x_lo, x_hi))
             if int((x_lo != x_hi).sum()) <= 2 or hi - lo <= 1e-15 * hi:
                 w, certified = self._mix_t(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)
                 if certified or hi - lo <= 1e-15 * hi:
-                    self._mu_hint = 0.5 * (lo + hi)
+                    self._set_hint(0.5 * (lo + hi))
                     return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
             mid = self._next_mu(lo, hi, f_lo, f_hi, it)
             x_mid = self._top(c_act - mid * a_act, k_act)
@@ -102,8 +110,61 @@ class TorchPolytope(DirectPolytope):
                 hi, x_hi, f_hi = mid, x_mid, f_mid
                 f_lo, side = (0.5 * f_lo if side == -1 else f_lo), -1
         w = self._mix_t(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)[0]
-        self._mu_hint = 0.5 * (lo + hi)
+        self._set_hint(0.5 * (lo + hi))
         return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
+
+    def _set_hint(self, mu: float) -> None:
+        """Remember the multiplier for the next call, and size the next narrow start to 3x this
+        call's relative change of it (within [_HINT_WIDTH_MIN, _HINT_WIDTH_MAX])."""
+        old = getattr(self, "_mu_hint", None)
+        if old is not None and old > 0:
+            self._hint_width = min(_HINT_WIDTH_MAX, max(_HINT_WIDTH_MIN, 3.0 * abs(mu - old) / old))
+        self._mu_hint = mu
+
+    def _shrink_t(self, c, a, k_act: int, lo: float, hi: float):
+        """Candidates whose top-k_act membership is the same for every mu in [lo, hi] (the
+        device twin of :func:`direct_opt.oracle._shrink`, integral k): returns None when none
+        can be fixed, else (keep indices, sure-in indices, their count, c sum, a sum).  Two
+        selections and one host sync."""
+        t, n = self._t, c.numel()
+        if not 0 < k_act < n:
+            return None
+        s_lo, s_hi = c - lo * a, c - hi * a
+        lower, upper = t.minimum(s_lo, s_hi), t.maximum(s_lo, s_hi)
+        sure_in = lower > _kth_largest(t, upper, k_act)
+        keep = ~(sure_in | (upper < _kth_largest(t, lower, k_act)))
+        zero = t.zeros((), dtype=c.dtype, device=c.device)
+        n_keep, n_in, c_in, a_in = t.stack([keep.sum().to(c.dtype), sure_in.sum().to(c.dtype),
+                                            t.where(sure_in, c, zero).sum(), t.where(sure_in, a, zero).sum()]).tolist()
+        if n_keep >= n:
+            return None
+        return t.nonzero(keep).squeeze(1), t.nonzero(sure_in).squeeze(1), int(n_in), c_in, a_in
+
+    def _narrow_start(self, cf, af, k: int):
+        """The search state on few candidates, from a bracket of relative half-width
+        ``_hint_width`` around the previous call's multiplier, shrunk before any top-K: the
+        arguments of :meth:`_search` after (cf, k), or None (no hint, or the budget's crossing
+        is not inside the bracket; the caller then runs the full-size search).  A valid
+        bracket with lo > 0 also proves that the budget binds (the top-K budget does not
+        increase with mu), so the unconstrained top-K is not needed."""
+        t, mu = self._t, getattr(self, "_mu_hint", None)
+        if mu is None or not mu > 0 or not 0 < k < cf.numel():
+            return None
+        h = getattr(self, "_hint_width", _HINT_WIDTH_MAX)
+        lo, hi = mu * (1.0 - h), mu * (1.0 + h)
+        act, c_act, a_act, k_act, c_in, a_in, fixed_in = t.arange(cf.numel(), device=self.device), cf, af, k, 0.0, 0.0, []
+        sh = self._shrink_t(cf, af, k, lo, hi)
+        if sh is not None:
+            keep, sure_in, n_in, c_in, a_in = sh
+            fixed_in, k_act = [act[sure_in]], k - n_in
+            act, c_act, a_act = act[keep], cf[keep], af[keep]
+        x_lo, x_hi = self._top(c_act - lo * a_act, k_act), self._top(c_act - hi * a_act, k_act)
+        b_lo, b_hi = t.stack([a_act @ x_lo, a_act @ x_hi]).tolist()
+        f_lo, f_hi = a_in + b_lo - self.tau_free, a_in + b_hi - self.tau_free
+        if not (f_lo > 0 >= f_hi):
+            self._hint_width = min(_HINT_WIDTH_MAX, 4.0 * h)
+            return None
+        return act, c_act, a_act, k_act, c_in, a_in, fixed_in, lo, hi, x_lo, x_hi, f_lo, f_hi
 
     def _hinted_bracket(self, cf, af, k: int, tau: float):
         """(lo, x_lo, hi, x_hi) with budget(lo) > tau >= budget(hi), searched outwards from the
@@ -151,7 +212,7 @@ class TorchPolytope(DirectPolytope):
         for f in fixed_in:
             x[f] = 1.0
         x[act] = w_act
-        return x.cpu().numpy()
+        return to_host(x)
 
     def _mix_t(self, c_act, a_act, k_act: int, c_in: float, a_in: float, x_lo, x_hi, lo: float, hi: float, cf):
         """Budget-tight mix of the bracketing vertices and whether weak duality certifies it."""
@@ -170,6 +231,16 @@ class TorchPolytope(DirectPolytope):
             dual = float(d @ self._top(d, int(round(self.k_free)))) + mu * tau
         primal = c_in + float(c_act @ w)
         return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+
+
+def _kth_largest(t, x, m: int):
+    """The m-th largest entry of the 1-D tensor x (0 < m <= x.numel()) as a 0-d tensor: the same
+    value as ``kthvalue(x, n - m + 1)``, by a top-k of the smaller side (on CUDA ``topk`` is a
+    multi-block radix select, ``kthvalue`` runs one block per row)."""
+    n = x.numel()
+    if m <= n - m + 1:
+        return t.topk(x, m, sorted=False).values.min()
+    return t.topk(x, n - m + 1, largest=False, sorted=False).values.max()
 
 
 def structured_polytope(problem: Any) -> DirectPolytope:
