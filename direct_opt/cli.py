@@ -29,6 +29,12 @@ SUBCOMMANDS = {
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
 }
+# subcommands whose modules import torch: registered by name and help only unless they are
+# the command being run, so `direct-opt solve/backends/compare` start without torch
+HEAVY_HELP = {
+    "extract": "compute gradient statistics of a Hugging Face causal LM on a text pool",
+    "evaluate": "anneal on each selector's K samples over seeds and compare with random",
+}
 
 
 def one_line(text: object) -> str:
@@ -151,7 +157,15 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first non-option word; top-level options take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; given ``argv``, the torch-importing subcommands other than the one
+    ``argv`` names get a placeholder (name and help) instead of their real parser."""
+    command = None if argv is None else _command_of(argv)
     parser = _Parser(prog="direct-opt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"direct-opt {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -167,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch device for the products with G, e.g. cuda (default: numpy on the CPU)")
     p.set_defaults(func=_cmd_solve)
     for name, module in SUBCOMMANDS.items():
+        if argv is not None and name in HEAVY_HELP and name != command:
+            sub.add_parser(name, help=HEAVY_HELP[name])
+            continue
         try:
             importlib.import_module(module).add_parser(sub)
         except ModuleNotFoundError as exc:
@@ -180,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         if not getattr(args, "command", None):
             raise UsageError("no command given; try `direct-opt --help`")
         return int(args.func(args) or 0)

@@ -5,25 +5,31 @@
 
 See docs/extract.md for the loss_fn contract, projectors, curvature, elbow and the
 on-disk/resume format.
+
+The names below are imported on first use (module ``__getattr__``), so importing this
+package, :mod:`.config` or :mod:`.shards` does not import torch; only the names that
+need it (``extract_stats``, the projectors, ...) do.
 """
 
-from .config import ExtractConfig
-from .curvature import CURVATURES, fisher_eigen, lanczos
-from .data import per_sample_loss
-from .elbow import ELBOWS, choose_k_star, energy_elbow, log_gap_elbow
-from .hf import hf_causal_lm_loss
-from .kronecker import KroneckerProjector
-from .per_sample import PerSampleGrad
-from .pipeline import extract_stats
-from .projectors import (
-    PROJECTORS,
-    BasisProjector,
-    GaussianProjector,
-    PaperProjector,
-    Projector,
-    SJLTProjector,
-    make_projector,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it
+_LAZY = {
+    "ExtractConfig": "config",
+    "CURVATURES": "curvature", "fisher_eigen": "curvature", "lanczos": "curvature",
+    "per_sample_loss": "data",
+    "ELBOWS": "elbow", "choose_k_star": "elbow", "energy_elbow": "elbow", "log_gap_elbow": "elbow",
+    "hf_causal_lm_loss": "hf",
+    "KroneckerProjector": "kronecker",
+    "PerSampleGrad": "per_sample",
+    "extract_stats": "pipeline",
+    "PROJECTORS": "projectors", "BasisProjector": "projectors", "GaussianProjector": "projectors",
+    "PaperProjector": "projectors", "Projector": "projectors", "SJLTProjector": "projectors",
+    "make_projector": "projectors",
+}
 
 __all__ = [
     "ExtractConfig", "extract_stats", "per_sample_loss", "hf_causal_lm_loss",
@@ -31,3 +37,16 @@ __all__ = [
     "BasisProjector", "KroneckerProjector", "PerSampleGrad", "CURVATURES", "fisher_eigen", "lanczos",
     "ELBOWS", "choose_k_star", "energy_elbow", "log_gap_elbow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule defining ``name`` on first access (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -206,22 +206,22 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
     ranges = batch_ranges(len(train), cfg.batch_size)
     cols = 2 + k
     rows: list[np.ndarray] = []
-    done = sum(out.has_shard(b) for b in range(len(ranges))) if out is not None else 0
-    with _bar(cfg, len(train), "pool", initial=sum(
-            e - s for b, (s, e) in enumerate(ranges) if out is not None and out.has_shard(b))) as bar:
+    present = {b for b in range(len(ranges)) if out.has_shard(b)} if out is not None else set()
+    with _bar(cfg, len(train), "pool", initial=sum(ranges[b][1] - ranges[b][0] for b in present)) as bar:
         for b, (s, e) in enumerate(ranges):
             if comm is not None and b % comm.world != comm.rank:  # another rank's batch
                 continue
-            if out is not None and out.has_shard(b):
-                rows.append(out.load_shard(b, e - s, cols))
+            kept = out.reuse_shard(b, e - s, cols) if out is not None else None  # None: missing or bad
+            if kept is not None:
+                rows.append(kept)
                 continue
             batch = (cfg.collate_fn or _default_collate)([train[i] for i in range(s, e)])
             loss, z, sq = sketcher.sketch(to_device(batch, device), e - s, s, "pool")
             arr = np.concatenate([loss.numpy()[:, None], sq.numpy()[:, None], z.numpy()], 1).astype(np.float32)
             if out is not None:
                 out.save_shard(b, arr)
-                done += 1
-                out.write_progress(completed=done, n_batches=len(ranges), done=False)
+                present.add(b)
+                out.write_progress(completed=len(present), n_batches=len(ranges), done=False)
             rows.append(arr)
             bar.update(e - s)
     if comm is None:
