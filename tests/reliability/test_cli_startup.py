@@ -56,3 +56,24 @@ def test_startup_and_backends_do_not_import_torch_and_solve_works_without_it(tmp
     assert all(c in seen["help"]["stdout"] for c in ("extract", "evaluate", "demo", "compare"))
     assert seen["extract --help"]["rc"] == 0 and "--k-sketch" in seen["extract --help"]["stdout"]
     assert seen["extract --help"]["torch"] is True
+
+
+def test_ctrl_c_while_a_command_imports_torch_is_one_line(monkeypatch, capsys):
+    """The torch-importing subcommand modules are imported inside main's handlers (lazily)."""
+    import importlib
+
+    from direct_opt import cli
+
+    real = importlib.import_module
+
+    def interrupted(name, *args):
+        if name == "direct_opt.extract.cli":
+            raise KeyboardInterrupt
+        return real(name, *args)
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    assert cli.main(["backends"]) == 0  # not imported for other commands
+    capsys.readouterr()
+    assert cli.main(["extract", "--model", "m", "--train", "t", "--val", "v", "--out", "o"]) == 130
+    err = capsys.readouterr().err
+    assert err == "direct-opt: interrupted (Ctrl-C); nothing was written for the unfinished step.\n"
