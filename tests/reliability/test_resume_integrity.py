@@ -188,3 +188,39 @@ def test_two_simultaneous_takeovers_of_a_stale_lock_give_one_owner(tmp_path, mon
     assert results["B"] == "owner" and "locked by process" in results["A"]
     assert (run / ".lock").read_text() == str(os.getpid())
     assert os.listdir(run) == [".lock"]  # the guard leaves no file behind
+
+
+RACER = r"""
+import json, sys, time
+from direct_opt.extract import shards
+from direct_opt.errors import OutputLockedError
+run, dead, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+real = shards._pid_alive
+def slow(pid):  # widen the window between reading the dead pid and taking the lock over
+    if pid == dead:
+        time.sleep(0.5)
+    return real(pid)
+shards._pid_alive = slow
+time.sleep(max(0.0, start - time.time()))
+try:
+    shards.OutputDir(run, {}).acquire()
+    print(json.dumps({"owner": True}), flush=True)
+    time.sleep(1.5)  # hold it while the other one tries
+except OutputLockedError as exc:
+    print(json.dumps({"owner": False, "error": str(exc)}), flush=True)
+"""
+
+
+def test_two_real_processes_restarting_at_once_give_one_owner(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(str(dead_pid()))
+    start = __import__("time").time() + 1.5  # both children import first, then start together
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(run), (run / ".lock").read_text(), str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_lib.child_env())
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    got = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert sorted(g["owner"] for g in got) == [False, True], got
+    assert "locked by process" in next(g["error"] for g in got if not g["owner"])
