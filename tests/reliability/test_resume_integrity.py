@@ -194,7 +194,7 @@ RACER = r"""
 import json, sys, time
 from direct_opt.extract import shards
 from direct_opt.errors import OutputLockedError
-run, dead, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+run, dead, start, me = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 real = shards._pid_alive
 def slow(pid):  # widen the window between reading the dead pid and taking the lock over
     if pid == dead:
@@ -204,10 +204,15 @@ shards._pid_alive = slow
 time.sleep(max(0.0, start - time.time()))
 try:
     shards.OutputDir(run, {}).acquire()
-    print(json.dumps({"owner": True}), flush=True)
-    time.sleep(1.5)  # hold it while the other one tries
+    got = {"owner": True}
 except OutputLockedError as exc:
-    print(json.dumps({"owner": False, "error": str(exc)}), flush=True)
+    got = {"owner": False, "error": str(exc)}
+open(f"{run}.tried{me}", "w").close()
+print(json.dumps(got), flush=True)
+deadline = time.time() + 60
+while got["owner"] and time.time() < deadline and not all(
+        __import__("os").path.exists(f"{run}.tried{i}") for i in "01"):
+    time.sleep(0.02)  # an owner holds the lock (stays alive) until the other one has tried
 """
 
 
@@ -215,10 +220,10 @@ def test_two_real_processes_restarting_at_once_give_one_owner(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / ".lock").write_text(str(dead_pid()))
-    start = __import__("time").time() + 1.5  # both children import first, then start together
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(run), (run / ".lock").read_text(), str(start)],
+    start = __import__("time").time() + 2.0  # both children import first, then start together
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(run), (run / ".lock").read_text(), str(start), me],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_lib.child_env())
-             for _ in range(2)]
+             for me in "01"]
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     got = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
