@@ -195,8 +195,8 @@ class ColumnOperator:
     # -------------------------------------------------------------- products
     def matvec(self, w: np.ndarray) -> np.ndarray:
         """G @ w: (N,) -> (r,) float64."""
-        nz_all = np.flatnonzero(w) if self.streamed else None
-        if nz_all is not None and nz_all.size < SPARSE_FRACTION * self.n:
+        if self.streamed and np.count_nonzero(w) < SPARSE_FRACTION * self.n:  # count: no index array
+            nz_all = np.flatnonzero(w)
             return self._gather(nz_all, np.asarray(w, dtype=np.float64)[nz_all])
         if self.is_torch:
             acc = self._torch.zeros(self.r, dtype=self._torch.float64, device=self.device)

@@ -20,6 +20,9 @@ from ..oracle import _BISECT_MAX, _SHRINK_MIN, DirectPolytope
 
 # Relative half-width of the first bracket around the previous call's multiplier (adapted per call).
 _HINT_WIDTH_MIN, _HINT_WIDTH_MAX = 1e-4, 0.5
+# Without a reliable previous multiplier, estimate one on a strided sample of this many candidates
+# (relative half-width of the first bracket then: _SAMPLE_WIDTH).
+_SAMPLE, _SAMPLE_WIDTH = 1 << 15, 0.15
 
 
 class TorchPolytope(DirectPolytope):
@@ -52,9 +55,11 @@ class TorchPolytope(DirectPolytope):
         cf = t.as_tensor(self._free_part(c), dtype=t.float64, device=self.device)
         af, k = self._a, int(round(self.k_free))
         tau = self.tau_free
+        if self.tau is not None and getattr(self, "_hint_width", _HINT_WIDTH_MAX) >= _HINT_WIDTH_MAX:
+            self._sample_hint(cf, af, k)  # no (reliable) previous multiplier: estimate one
         narrow = self._narrow_start(cf, af, k) if self.tau is not None else None
-        if narrow is not None:  # the budget binds and the search starts on a few candidates
-            return self._search(cf, k, *narrow, width=narrow[8] - narrow[7])
+        if narrow is not None:  # started from the hint: a slack budget, or a bracket (few candidates)
+            return self._assemble(to_host(narrow[0])) if len(narrow) == 1 else self._search(cf, k, *narrow)
         x0 = self._top(cf, k)
         if self.tau is None or float(af @ x0) <= self.tau_free:
             return self._assemble(to_host(x0))
@@ -114,12 +119,16 @@ class TorchPolytope(DirectPolytope):
         return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
 
     def _set_hint(self, mu: float) -> None:
-        """Remember the multiplier for the next call, and size the next narrow start to 3x this
-        call's relative change of it (within [_HINT_WIDTH_MIN, _HINT_WIDTH_MAX])."""
-        old = getattr(self, "_mu_hint", None)
+        """Remember the multiplier for the next call, and size the next narrow start to 3x the
+        largest relative change of it over the last 4 calls (within [_HINT_WIDTH_MIN,
+        _HINT_WIDTH_MAX]; changes are between solved multipliers, never sampled estimates)."""
+        old = getattr(self, "_last_mu", None)  # the previous call's solved multiplier
         if old is not None and old > 0:
-            self._hint_width = min(_HINT_WIDTH_MAX, max(_HINT_WIDTH_MIN, 3.0 * abs(mu - old) / old))
-        self._mu_hint = mu
+            self._changes = (getattr(self, "_changes", []) + [abs(mu - old) / old])[-4:]
+            self._hint_width = min(_HINT_WIDTH_MAX, max(_HINT_WIDTH_MIN, 3.0 * max(self._changes)))
+        else:  # no history yet: the next call estimates again (or starts from a wide bracket)
+            self._hint_width = _HINT_WIDTH_MAX
+        self._mu_hint = self._last_mu = mu
 
     def _shrink_t(self, c, a, k_act: int, lo: float, hi: float):
         """Candidates whose top-k_act membership is the same for every mu in [lo, hi] (the
@@ -140,11 +149,47 @@ class TorchPolytope(DirectPolytope):
             return None
         return t.nonzero(keep).squeeze(1), t.nonzero(sure_in).squeeze(1), int(n_in), c_in, a_in
 
+    def _sample_hint(self, cf, af, k: int) -> None:
+        """Estimate the budget multiplier on an evenly strided sample of ``_SAMPLE`` candidates
+        (k and tau scaled to it) and store it as the hint, with half-width ``_SAMPLE_WIDTH``.
+        Two batched top-k's over a grid of 64 multipliers (geometric over 2^-60..1 times the
+        bound max|c| / min a, then linear inside the crossing cell): two small device passes and
+        two host syncs instead of a cold full-size search.  Only a hint: exactness comes from
+        the bracket checks of :meth:`_narrow_start`.  Skipped for n < 8 * _SAMPLE."""
+        t, n = self._t, cf.numel()
+        if n < 8 * _SAMPLE:
+            return
+        stride = n // _SAMPLE
+        cs, a_s = cf[::stride][:_SAMPLE], af[::stride][:_SAMPLE]
+        ks = int(round(k * _SAMPLE / n))
+        if not 0 < ks < _SAMPLE:
+            return
+        tau_s = self.tau_free * _SAMPLE / n
+        pos = a_s[a_s > 0]
+        if not pos.numel():
+            return
+        top = float(cs.abs().max() / pos.min()) * 4.0
+        if not 0 < top < float("inf"):
+            return
+        grid = top * t.pow(2.0, t.linspace(-60.0, 0.0, 64, dtype=t.float64, device=self.device))
+        for _ in range(2):
+            scores = cs[None, :] - grid[:, None] * a_s[None, :]
+            idx = t.topk(scores, ks, dim=1, sorted=False).indices
+            over = (a_s[idx].sum(1) > tau_s).tolist()  # budget excess > 0, decreasing along the grid
+            j = sum(over) - 1
+            if j < 0 or j >= grid.numel() - 1:
+                return
+            g0, g1 = grid[j : j + 2].tolist()
+            grid = t.linspace(g0, g1, 64, dtype=t.float64, device=self.device)
+        self._mu_hint, self._hint_width = 0.5 * (g0 + g1), _SAMPLE_WIDTH
+
     def _narrow_start(self, cf, af, k: int):
         """The search state on few candidates, from a bracket of relative half-width
         ``_hint_width`` around the previous call's multiplier, shrunk before any top-K: the
-        arguments of :meth:`_search` after (cf, k), or None (no hint, or the budget's crossing
-        is not inside the bracket; the caller then runs the full-size search).  A valid
+        arguments of :meth:`_search` after (cf, k) (width included), or None (no hint; the caller then runs the
+        full-size search).  When the crossing lies outside the bracket, the bracket is walked
+        outwards on the full set from the nearer end (up to 30 steps up, else None; 3 down, then
+        mu = 0: a 1-tuple (top-K,) when the budget does not bind).  A valid
         bracket with lo > 0 also proves that the budget binds (the top-K budget does not
         increase with mu), so the unconstrained top-K is not needed."""
         t, mu = self._t, getattr(self, "_mu_hint", None)
@@ -161,10 +206,34 @@ class TorchPolytope(DirectPolytope):
         x_lo, x_hi = self._top(c_act - lo * a_act, k_act), self._top(c_act - hi * a_act, k_act)
         b_lo, b_hi = t.stack([a_act @ x_lo, a_act @ x_hi]).tolist()
         f_lo, f_hi = a_in + b_lo - self.tau_free, a_in + b_hi - self.tau_free
-        if not (f_lo > 0 >= f_hi):
-            self._hint_width = min(_HINT_WIDTH_MAX, 4.0 * h)
-            return None
-        return act, c_act, a_act, k_act, c_in, a_in, fixed_in, lo, hi, x_lo, x_hi, f_lo, f_hi
+        if f_lo > 0 >= f_hi:
+            return act, c_act, a_act, k_act, c_in, a_in, fixed_in, lo, hi, x_lo, x_hi, f_lo, f_hi, hi - lo
+        # missed: walk outwards from the side the crossing lies on, the step growing 4x, on the
+        # full set (the fixings only hold inside [lo, hi]); the known end is kept as a bracket end
+        n, step, tau = cf.numel(), 2.0 * h, self.tau_free
+        if f_hi > 0:  # crossing above hi
+            lo, x_lo, f_lo = hi, self._scatter(n, act, x_hi, fixed_in), f_hi
+            for _ in range(30):
+                hi = mu * (1.0 + step)
+                x_hi = self._top(cf - hi * af, k)
+                f_hi = float(af @ x_hi) - tau
+                if f_hi <= 0:
+                    break
+                lo, x_lo, f_lo, step = hi, x_hi, f_hi, 4.0 * step
+            else:
+                return None
+        else:  # crossing below lo: 3 steps down, then mu = 0 (where a slack budget shows)
+            hi, x_hi, f_hi = lo, self._scatter(n, act, x_lo, fixed_in), f_lo
+            for i in range(4):
+                lo = mu / (1.0 + step) if i < 3 else 0.0
+                x_lo = self._top(cf - lo * af, k)
+                f_lo = float(af @ x_lo) - tau
+                if f_lo > 0:
+                    break
+                hi, x_hi, f_hi, step = lo, x_lo, f_lo, 4.0 * step
+            else:
+                return (x_lo,)  # the top-K fits the budget: it is the answer
+        return t.arange(n, device=self.device), cf, af, k, 0.0, 0.0, [], lo, hi, x_lo, x_hi, f_lo, f_hi, float("inf")
 
     def _hinted_bracket(self, cf, af, k: int, tau: float):
         """(lo, x_lo, hi, x_hi) with budget(lo) > tau >= budget(hi), searched outwards from the
@@ -207,12 +276,16 @@ class TorchPolytope(DirectPolytope):
                 return mid
         return 0.5 * (lo + hi)
 
-    def _expand_t(self, n: int, act, w_act, fixed_in: list) -> np.ndarray:
+    def _scatter(self, n: int, act, w_act, fixed_in: list):
+        """The full (n,) device vector: 1 on the fixed coordinates, w_act on the candidates."""
         x = self._t.zeros(n, dtype=self._t.float64, device=self.device)
         for f in fixed_in:
             x[f] = 1.0
         x[act] = w_act
-        return to_host(x)
+        return x
+
+    def _expand_t(self, n: int, act, w_act, fixed_in: list) -> np.ndarray:
+        return to_host(self._scatter(n, act, w_act, fixed_in))
 
     def _mix_t(self, c_act, a_act, k_act: int, c_in: float, a_in: float, x_lo, x_hi, lo: float, hi: float, cf):
         """Budget-tight mix of the bracketing vertices and whether weak duality certifies it."""

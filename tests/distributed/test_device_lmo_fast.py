@@ -58,32 +58,27 @@ def test_narrow_start_is_exact_and_needs_two_full_size_selections(monkeypatch):
     assert dev._hint_width < 0.01
 
 
-def test_narrow_start_that_misses_falls_back_and_widens(monkeypatch):
-    """A jump of the multiplier outside the narrow bracket: the full-size search runs, the
-    answer stays exact, and the next bracket is wider."""
+def test_narrow_start_that_misses_walks_outwards_exactly_and_widens(monkeypatch):
+    """Jumps of the multiplier outside the narrow bracket (up by 7x, then down by 50x): the
+    bracket is walked outwards on the full set, the answers stay exact, the next bracket is wider,
+    and the walk costs fewer full-size selections than a cold start."""
     rng = np.random.default_rng(4)
     n, k = 20000, 2000
     a = rng.lognormal(0.0, 1.0, n) ** 2
     tau = 0.1 * a.mean() * k
     ref, dev = DirectPolytope(a, k, tau), TorchPolytope(a, k, tau, device="cpu")
     c = rng.standard_normal(n) * np.sqrt(a)
-    for cs in (c, c + 1e-5 * rng.standard_normal(n), c + 2e-5 * rng.standard_normal(n)):
+    calls = _count_full_topk(monkeypatch, n)
+    np.testing.assert_allclose(dev.lmo(c), ref.lmo(c), atol=1e-9)
+    cold = len(calls)
+    for cs in (c + 1e-5 * rng.standard_normal(n), c + 2e-5 * rng.standard_normal(n)):
         np.testing.assert_allclose(dev.lmo(cs), ref.lmo(cs), atol=1e-9)
-    narrow = dev._hint_width
-    missed = []
-    orig = TorchPolytope._narrow_start
-
-    def spy(self, cf, af, kk):
-        out = orig(self, cf, af, kk)
-        missed.append(out is None)
-        return out
-
-    monkeypatch.setattr(TorchPolytope, "_narrow_start", spy)
-    cs = 7.0 * c  # the multiplier scales by 7
-    np.testing.assert_allclose(dev.lmo(cs), ref.lmo(cs), atol=1e-9)
-    assert missed == [True] and narrow < 0.01
-    np.testing.assert_allclose(dev.lmo(cs * 1.001), ref.lmo(cs * 1.001), atol=1e-9)
-    assert dev._hint_width > narrow
+    narrow, mu = dev._hint_width, dev._mu_hint
+    for scale in (7.0, 7.0 / 50):
+        before = len(calls)
+        np.testing.assert_allclose(dev.lmo(scale * c), ref.lmo(scale * c), atol=1e-9)
+        assert len(calls) - before < cold
+    assert narrow < 0.01 and dev._hint_width > narrow and dev._mu_hint < mu
 
 
 def test_unbinding_budget_is_not_skipped_by_the_hint():
@@ -133,3 +128,34 @@ def test_structured_polytope_stays_numpy_for_cpu_problems():
     rng = np.random.default_rng(7)
     P = SelectionProblem(rng.standard_normal((3, 50)), rng.random(50), k=5, tau=1.0)
     assert type(device_oracle.structured_polytope(P)) is DirectPolytope
+
+
+def test_sampled_hint_for_cold_and_jumping_calls_is_exact(monkeypatch):
+    """Without a usable previous multiplier the search starts from an estimate on a strided
+    sample (made small here so that the path runs at test size): the vertices stay exact, the
+    estimate is near the solved multiplier, and the cold call needs few full-size selections."""
+    monkeypatch.setattr(device_oracle, "_SAMPLE", 1024)
+    rng = np.random.default_rng(8)
+    n, k = 40000, 4000
+    a = rng.lognormal(0.0, 0.5, n) ** 2
+    tau = 0.25 * a.mean() * k
+    ref, dev = DirectPolytope(a, k, tau), TorchPolytope(a, k, tau, device="cpu")
+    estimates = []
+    orig = TorchPolytope._sample_hint
+
+    def spy(self, cf, af, kk):
+        orig(self, cf, af, kk)
+        estimates.append(self._mu_hint)
+
+    monkeypatch.setattr(TorchPolytope, "_sample_hint", spy)
+    calls = _count_full_topk(monkeypatch, n)
+    c = rng.standard_normal(n) * np.sqrt(a)
+    np.testing.assert_allclose(dev.lmo(c), ref.lmo(c), atol=1e-9)
+    assert len(calls) <= 6 and estimates and 0.5 < estimates[0] / dev._mu_hint < 2.0
+    for cs in (-c, 10.0 * c, rng.standard_normal(n), -a):
+        np.testing.assert_allclose(dev.lmo(cs), ref.lmo(cs), atol=1e-9)
+    for cs in (a, np.zeros(n)):  # every budget-tight K-set is optimal: compare values
+        x = dev.lmo(cs)
+        assert cs @ x == pytest.approx(cs @ ref.lmo(cs), abs=1e-9 * tau) and a @ x <= tau * (1 + 1e-12)
+        assert x.sum() == pytest.approx(k) and x.min() >= 0 and x.max() <= 1
+    assert len(estimates) >= 4  # jumping directions keep the width at its maximum: re-estimated
