@@ -155,9 +155,9 @@ class TorchPolytope(DirectPolytope):
         Two batched top-k's over a grid of 64 multipliers (geometric over 2^-60..1 times the
         bound max|c| / min a, then linear inside the crossing cell): two small device passes and
         two host syncs instead of a cold full-size search.  Only a hint: exactness comes from
-        the bracket checks of :meth:`_narrow_start`.  Skipped for n < 8 * _SAMPLE."""
+        the bracket checks of :meth:`_narrow_start`.  Skipped for n < 2 * _SAMPLE."""
         t, n = self._t, cf.numel()
-        if n < 8 * _SAMPLE:
+        if n < 2 * _SAMPLE:
             return
         stride = n // _SAMPLE
         cs, a_s = cf[::stride][:_SAMPLE], af[::stride][:_SAMPLE]
