@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InvalidInputError, InvalidParameterError, ShapeMismatchError
+from .errors import DtypeError, InvalidInputError, InvalidParameterError, ShapeMismatchError
 from .stats import as_float_array, check_finite, real_scalar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,8 +130,13 @@ class LinearConstraint(Constraint):
     def __init__(self, A: Any, b: Any, sense: str = "<=", name: str = "linear") -> None:
         if sense not in ("<=", ">=", "=="):
             raise InvalidParameterError(f"sense must be '<=', '>=' or '==', got {sense!r}.")
-        A = sp.csr_matrix(A) if sp.issparse(A) else sp.csr_matrix(as_float_array("A", np.atleast_2d(A), 2).astype(np.float64))
-        b = np.atleast_1d(as_float_array("b", np.atleast_1d(b), 1)).astype(np.float64)
+        try:  # a ragged nested list makes numpy itself raise a bare ValueError
+            A = sp.csr_matrix(A) if sp.issparse(A) else sp.csr_matrix(as_float_array("A", np.atleast_2d(A), 2).astype(np.float64))
+            b = np.atleast_1d(as_float_array("b", np.atleast_1d(b), 1)).astype(np.float64)
+        except ValueError as exc:
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise DtypeError(f"{name}: A and b must be rectangular numeric arrays ({exc}).") from None
         if b.shape[0] != A.shape[0]:
             raise ShapeMismatchError(f"{name}: A has {A.shape[0]} rows but b has {b.shape[0]} entries.")
         check_finite(f"{name}.A", A.data)

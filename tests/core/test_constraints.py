@@ -159,3 +159,14 @@ def test_convex_form_with_linear_term():
         res = solve(prob, backend=b)
         assert feasible(prob, res)
         assert res.objective <= best + 1e-9 <= res.upper_bound + 2e-9
+
+
+def test_ragged_linear_rows_are_a_dtype_error():
+    """numpy raises a bare ValueError on ragged lists; the constraint names the problem instead."""
+    from direct_opt.constraints import LinearConstraint
+    from direct_opt.errors import DtypeError
+
+    with pytest.raises(DtypeError, match="rectangular"):
+        LinearConstraint([[1.0, 2.0], [3.0]], [1.0, 2.0])
+    with pytest.raises(DtypeError, match="rectangular"):
+        LinearConstraint([[1.0, 2.0]], [[1.0], [2.0, 3.0]])
