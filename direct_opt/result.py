@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-STATUSES = ("converged", "max_iter", "time_limit", "infeasible")
+STATUSES = ("converged", "max_iter", "stalled", "time_limit", "infeasible")
 
 
 @dataclass
@@ -23,7 +23,8 @@ class SelectionResult:
         certified_ratio: objective / upper_bound (<= 1), None when undefined.
         feasible: x satisfies every constraint.
         violations: per-constraint violation of x (0 = satisfied).
-        status: "converged" | "max_iter" | "time_limit" | "infeasible".
+        status: "converged" | "max_iter" | "stalled" (stopped before T_max without
+            converging: an inexact subproblem would have lowered f) | "time_limit" | "infeasible".
         message: human-readable account (fallbacks, rounding, paper top-K check, ...).
         history: per outer iteration {"iter", "objective", "step", "gap"}.
         iterations, converged, time_s, backend: as named.

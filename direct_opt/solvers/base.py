@@ -73,6 +73,7 @@ class Relaxation:
     iterations: int = 0
     converged: bool = False
     timed_out: bool = False
+    stalled: bool = False  # stopped before T_max without converging (e.g. an inexact subproblem)
     gap: float | None = None
     message: str = ""
     info: dict[str, Any] = field(default_factory=dict)
@@ -164,7 +165,10 @@ class Backend:
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
         ub = upper_bound(problem, rel.w, rel.gap)
-        status = "time_limit" if (rel.timed_out or ctx.out_of_time()) else ("converged" if rel.converged else "max_iter")
+        if rel.timed_out or ctx.out_of_time():
+            status = "time_limit"
+        else:
+            status = "converged" if rel.converged else ("stalled" if rel.stalled else "max_iter")
         parts = [p for p in (rel.message, rounded.message) if p]
         return SelectionResult(
             indices=rounded.indices,

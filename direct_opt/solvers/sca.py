@@ -64,7 +64,7 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
         f_next = problem.value_from(p_next, w_next)
         if f_next < f - 1e-9 * max(1.0, abs(f)):  # only an inexact subproblem can do this
             notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
-            t -= 1
+            t, stop = t - 1, "stalled"
             break
         step = float(np.linalg.norm(w_next - w))
         w, p, f = w_next, p_next, f_next
@@ -76,7 +76,7 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
             break
     msg = "; ".join([m for m in [getattr(oracle, "message", "")] + notes if m])
     return Relaxation(w=w, history=history, iterations=t, converged=stop == "converged",
-                      timed_out=stop == "time_limit", gap=gap, message=msg)
+                      timed_out=stop == "time_limit", stalled=stop == "stalled", gap=gap, message=msg)
 
 
 @register_backend

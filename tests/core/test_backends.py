@@ -174,3 +174,30 @@ def test_memmap_float16_streamed_matches_in_memory(tmp_path):
     r1 = solve(SelectionProblem(mm, a, k=k, tau=tau))
     r2 = solve(SelectionProblem(G16.astype(np.float32), a, k=k, tau=tau))
     assert np.array_equal(r1.indices, r2.indices)
+
+
+def test_inexact_subproblem_stops_with_status_stalled(monkeypatch):
+    """An SCA subproblem that lowers f stops the loop: the result says 'stalled', not 'max_iter',
+    keeps the last good iterate and is still a feasible, certified selection."""
+    from direct_opt.oracle import make_oracle
+    from direct_opt.solvers import base, sca
+
+    class WorseStep(base.Backend):
+        name = "test-worse-step"
+
+        def relax(self, problem, ctx):
+            oracle = make_oracle(problem)
+            calls = []
+
+            def sub(w, grad, v):  # one real LP step, then a step back to the (worse) centre
+                calls.append(1)
+                return v if len(calls) == 1 else oracle.project(np.full(problem.n, problem.k / problem.n))
+
+            return sca.sca_loop(problem, ctx, oracle, sub)
+
+    monkeypatch.setitem(base._REGISTRY, WorseStep.name, WorseStep)
+    G, a, k, tau = instance(n=60, r=5, k=6, seed=3)
+    res = solve(SelectionProblem(G, a, k, tau), WorseStep.name, max_iter=20)
+    assert res.status == "stalled" and not res.converged and res.iterations == 1
+    assert "inexact subproblem lowered f" in res.message
+    assert res.feasible and len(res.indices) == k and res.objective <= res.upper_bound
