@@ -8,6 +8,7 @@ optionally, as read-only memory maps so pools larger than RAM can be solved.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -349,14 +350,16 @@ def write_error(exc: OSError, path: Path, what: str = "write") -> OSError:
     return type(exc)(exc.errno, msg) if exc.errno is not None else type(exc)(msg)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file + fsync + rename."""
+@contextlib.contextmanager
+def _atomic_file(path: Path, mode: str):
+    """Yield (file handle, temp path) of a temp file beside ``path``; on success it is fsynced
+    and renamed onto ``path``; on any failure it is removed and an OSError names ``path``."""
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode) as fh:
+            yield fh, Path(tmp)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -366,27 +369,21 @@ def write_text_atomic(path: Path, text: str) -> None:
         if isinstance(exc, OSError):
             raise write_error(exc, path) from exc
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file + fsync + rename."""
+    with _atomic_file(path, "w") as (fh, _):
+        fh.write(text)
 
 
 def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
-    """Write ``arr`` as .npy through a temp file + rename; returns the file's SHA-256."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as fh:
-            np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = _sha256_file(Path(tmp))
-        os.replace(tmp, path)
-        return digest
-    except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise write_error(exc, path) from exc
-        raise
+    """Write ``arr`` as .npy through a temp file + fsync + rename; returns the file's SHA-256."""
+    with _atomic_file(path, "wb") as (fh, tmp):
+        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+        fh.flush()
+        digest = _sha256_file(tmp)
+    return digest
 
 
 def read_manifest(d: Path) -> dict[str, Any]:

@@ -85,6 +85,21 @@ class AnnealResult:
     model_state: StateDict = field(default_factory=dict)
 
 
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: torch.Tensor, lr: float,
+               params: list[nn.Parameter], grad_clip: float | None) -> torch.Tensor:
+    """One optimiser step at learning rate ``lr`` on the mean LM loss of ``batch`` (B, T+1);
+    returns that (detached-able) loss."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss = lm_loss(model, batch).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    return loss
+
 def load_model(state: Mapping[str, Tensor], config: GPTConfig) -> TinyGPT:
     """Build a TinyGPT from ``config`` and load ``state`` exactly (copied, eval mode)."""
     model = TinyGPT(config)
@@ -206,14 +221,7 @@ def pretrain(
         ema = [p.detach().clone() for p in params]
         for step in range(steps):
             cur = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
-            for g in opt.param_groups:
-                g["lr"] = cur
-            loss = lm_loss(model, data[stream.next()]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
+            loss = train_step(model, opt, data[stream.next()], cur, params, grad_clip)
             with torch.no_grad():
                 for e, p in zip(ema, params):
                     e.lerp_(p.detach(), 1.0 - ema_decay)
@@ -305,14 +313,7 @@ def anneal(
         for t in range(n_steps):
             model.train()
             lr = wsd_lr(t, n_steps, peak_lr, shape)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss = lm_loss(model, data[stream.next()]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
+            loss = train_step(model, opt, data[stream.next()], lr, params, grad_clip)
             train_losses.append(float(loss.detach()))
             lrs.append(lr)
             if (t + 1) % eval_every == 0 or t + 1 == n_steps:
