@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..constraints import Constraint
-from ..errors import InfeasibleProblemError
+from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..problem import SelectionProblem
 from .base import Pick, SelectorInputs, register_selector
 
@@ -71,3 +71,26 @@ def direct_selector(
                            for key, v in solver_options.items()},
     }
     return Pick(res.indices, diag)
+
+
+#: keyword arguments of :func:`direct_opt.solve` that the selector passes through
+SOLVE_KWARGS = ("max_iter", "tol", "local_search", "time_limit", "device")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise InvalidParameterError for options ``direct`` would reject only when it runs
+    (unknown backend, unknown solver option), so a harness can fail before any work."""
+    from ..solvers import available_backends, get_backend
+
+    backend = options.get("backend", DEFAULT_BACKEND)
+    if backend not in available_backends():
+        raise UnknownNameError(f"selector 'direct': unknown backend {backend!r}; known: {available_backends()}.")
+    known = {"backend", "tau_rel", "tau", "constraints", *SOLVE_KWARGS, *get_backend(backend).options}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InvalidParameterError(
+            f"selector 'direct' (backend {backend!r}) has no option(s) {unknown}; its options are {sorted(known)}."
+        )
+
+
+direct_selector.check_options = check_options  # type: ignore[attr-defined]

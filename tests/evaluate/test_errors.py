@@ -46,6 +46,24 @@ def test_unknown_selector_lists_known_ones(state, data):
         assert repr(name) in str(exc.value)
 
 
+def test_unknown_selector_option_fails_before_any_work(state, data, monkeypatch):
+    """A misspelt option (direct:bakend=...) is an error up front, before extraction or annealing."""
+    import direct_opt.evaluate.harness as harness
+
+    def no_work(*a, **k):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("the harness started working before checking the options")
+
+    monkeypatch.setattr(harness, "anneal", no_work)
+    with pytest.raises(InvalidParameterError, match=r"no option\(s\) \['bakend'\].*'backend'"):
+        _call(state, data, selectors=["random", "direct:bakend=greedy"])
+    with pytest.raises(InvalidParameterError, match=r"no option\(s\) \['block_size'\]"):  # fw-block's, not sca-exact's
+        _call(state, data, selectors=["direct:backend=sca-exact,block_size=8"])
+    with pytest.raises(UnknownNameError, match="unknown backend 'scaa'"):
+        _call(state, data, selectors=["direct:backend=scaa"])
+    with pytest.raises(InvalidParameterError, match=r"no option\(s\) \['topk'\]"):
+        _call(state, data, selectors=["less:topk=3"])
+
+
 def test_excess_loss_without_reference_or_model(state, data):
     # the harness: a bare TinyGPT has no EMA, so excess-loss has no reference model
     model = TinyGPT(CFG)
