@@ -12,6 +12,8 @@ general LP (scipy HiGHS) / QP (OSQP).  :func:`make_oracle` picks one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import InfeasibleProblemError
@@ -159,7 +161,7 @@ class DirectPolytope:
                     act, c_act, a_act = act[keep], c_act[keep], a_act[keep]
                     x_lo, x_hi = x_lo[keep], x_hi[keep]
             if np.count_nonzero(x_lo != x_hi) <= 2 or hi - lo <= 1e-15 * hi:
-                w, certified = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf, act, fixed_in)
+                w, certified = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)
                 if certified or hi - lo <= 1e-15 * hi:
                     return self._assemble(self._expand(cf.size, act, w, fixed_in))
             mid = 0.5 * (lo + hi)
@@ -168,7 +170,7 @@ class DirectPolytope:
                 lo, x_lo = mid, x_mid
             else:
                 hi, x_hi = mid, x_mid
-        w = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf, act, fixed_in)[0]
+        w = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)[0]
         return self._assemble(self._expand(cf.size, act, w, fixed_in))
 
     @staticmethod
@@ -179,10 +181,19 @@ class DirectPolytope:
         x[act] = w_act
         return x
 
-    def _mix_active(self, c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf, act, fixed_in
-                    ) -> tuple[np.ndarray, bool]:
+    def _top_vertex(self, d, k: float):
+        """The top-k vertex of score d (fractional k allowed); the device oracle overrides it."""
+        return top_k_fractional(d, k)
+
+    def _a_vec(self, like):
+        """a on the free coordinates, the same array type as ``like`` (numpy here; the device
+        oracle returns its torch copy for a tensor)."""
+        return self.a_free
+
+    def _mix_active(self, c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf) -> tuple[Any, bool]:
         """Budget-tight mix of an over- and an under-budget top-K vertex (on the active set), and
-        whether weak duality certifies it optimal (both are top-K at the multiplier where they tie)."""
+        whether weak duality certifies it optimal (both are top-K at the multiplier where they tie).
+        Written once for numpy and torch arrays (the subclass supplies ``_top_vertex``/``_a_vec``)."""
         tau = self.tau_free
         b_lo, b_hi = a_in + float(a_act @ x_lo), a_in + float(a_act @ x_hi)
         if b_lo <= b_hi:
@@ -192,10 +203,10 @@ class DirectPolytope:
         mu = max(0.0, float(c_act @ x_lo - c_act @ x_hi) / (b_lo - b_hi))
         if lo <= mu <= hi:  # the fixings hold at mu: the dual needs the active set only
             d = c_act - mu * a_act
-            dual = c_in - mu * a_in + float(d @ top_k_fractional(d, k_act)) + mu * tau
+            dual = c_in - mu * a_in + float(d @ self._top_vertex(d, k_act)) + mu * tau
         else:
-            d = cf - mu * self.a_free
-            dual = float(d @ top_k_fractional(d, self.k_free)) + mu * tau
+            d = cf - mu * self._a_vec(cf)
+            dual = float(d @ self._top_vertex(d, self.k_free)) + mu * tau
         primal = c_in + float(c_act @ w)
         return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
 

@@ -101,7 +101,7 @@ class TorchPolytope(DirectPolytope):
                     k_act = k - n_in
                     act, c_act, a_act, x_lo, x_hi = (v[keep] for v in (act, c_act, a_act, x_lo, x_hi))
             if int((x_lo != x_hi).sum()) <= 2 or hi - lo <= 1e-15 * hi:
-                w, certified = self._mix_t(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)
+                w, certified = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)
                 if certified or hi - lo <= 1e-15 * hi:
                     self._set_hint(0.5 * (lo + hi))
                     return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
@@ -114,7 +114,7 @@ class TorchPolytope(DirectPolytope):
             else:
                 hi, x_hi, f_hi = mid, x_mid, f_mid
                 f_lo, side = (0.5 * f_lo if side == -1 else f_lo), -1
-        w = self._mix_t(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)[0]
+        w = self._mix_active(c_act, a_act, k_act, c_in, a_in, x_lo, x_hi, lo, hi, cf)[0]
         self._set_hint(0.5 * (lo + hi))
         return self._assemble(self._expand_t(cf.numel(), act, w, fixed_in))
 
@@ -287,23 +287,11 @@ class TorchPolytope(DirectPolytope):
     def _expand_t(self, n: int, act, w_act, fixed_in: list) -> np.ndarray:
         return to_host(self._scatter(n, act, w_act, fixed_in))
 
-    def _mix_t(self, c_act, a_act, k_act: int, c_in: float, a_in: float, x_lo, x_hi, lo: float, hi: float, cf):
-        """Budget-tight mix of the bracketing vertices and whether weak duality certifies it."""
-        tau = self.tau_free
-        b_lo, b_hi = a_in + float(a_act @ x_lo), a_in + float(a_act @ x_hi)
-        if b_lo <= b_hi:
-            return x_hi, False
-        theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
-        w = theta * x_lo + (1.0 - theta) * x_hi
-        mu = max(0.0, float(c_act @ x_lo - c_act @ x_hi) / (b_lo - b_hi))
-        if lo <= mu <= hi:
-            d = c_act - mu * a_act
-            dual = c_in - mu * a_in + float(d @ self._top(d, k_act)) + mu * tau
-        else:
-            d = cf - mu * self._a
-            dual = float(d @ self._top(d, int(round(self.k_free)))) + mu * tau
-        primal = c_in + float(c_act @ w)
-        return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+    def _top_vertex(self, d, k: float):  # numpy inputs come from the fractional-K fallback
+        return self._top(d, int(round(k))) if isinstance(d, self._t.Tensor) else super()._top_vertex(d, k)
+
+    def _a_vec(self, like):
+        return self._a if isinstance(like, self._t.Tensor) else self.a_free
 
 
 def _kth_largest(t, x, m: int):
