@@ -199,18 +199,11 @@ def _check_names(specs: Sequence[SelectorSpec]) -> None:
     if bad:
         raise UnknownNameError(f"unknown selector(s) {bad}; known selectors: {known}.")
     # unknown options fail now, not after minutes of extraction and annealing
-    from ..selectors.base import _REGISTRY
+    from ..selectors.base import check_options
 
     for spec in specs:
-        entry = None if spec.fn is not None else _REGISTRY[spec.name]
-        if entry is not None and hasattr(entry.fn, "check_options"):  # selectors with open **options
-            entry.fn.check_options(dict(spec.options))
-        elif entry is not None and not entry.open_options:
-            unknown = sorted(set(spec.options) - set(entry.options))
-            if unknown:
-                raise InvalidParameterError(
-                    f"selector {spec.label!r} has no option(s) {unknown}; {spec.name!r} takes {sorted(entry.options)}."
-                )
+        if spec.fn is None:
+            check_options(spec.name, spec.options)
 
 
 def _needs_stats(spec: SelectorSpec) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -203,6 +203,23 @@ def _check_k(k: Any, n: int | None) -> int:
     return int(k)
 
 
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise InvalidParameterError (UnknownNameError for a bad name) for options selector ``name``
+    would reject, without running it.  A selector taking open ``**options`` may carry a
+    ``check_options(options)`` attribute that validates them (``direct`` does)."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownNameError(f"unknown selector {name!r}; known selectors: {available_selectors()}.")
+    entry = _REGISTRY[name]
+    if hasattr(entry.fn, "check_options"):
+        entry.fn.check_options(dict(options))
+    elif not entry.open_options:
+        unknown = sorted(set(options) - set(entry.options))
+        if unknown:
+            raise InvalidParameterError(
+                f"selector {name!r} has no option(s) {unknown}; its options are {sorted(entry.options)}."
+            )
+
+
 def select(
     name: str,
     k: int,
@@ -254,12 +271,7 @@ def select(
     k = _check_k(k, n_pool)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InvalidParameterError(f"seed must be an integer, got {seed!r}.")
-    if not entry.open_options:
-        unknown = sorted(set(options) - set(entry.options))
-        if unknown:
-            raise InvalidParameterError(
-                f"selector {name!r} has no option(s) {unknown}; its options are {sorted(entry.options)}."
-            )
+    check_options(name, options)
     inp = SelectorInputs(k=k, n=n_pool, stats=stats, model=model, loss_fn=loss_fn, pool=pool,
                          reference=reference, seed=int(seed), name=name)
     t0 = time.perf_counter()
