@@ -377,13 +377,24 @@ def write_text_atomic(path: Path, text: str) -> None:
         fh.write(text)
 
 
+class _HashingWriter:
+    """A write-only file wrapper that hashes what passes through (no second read of the file)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.sha256 = fh, hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.sha256.update(data)
+        return self.fh.write(data)
+
+
 def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
-    """Write ``arr`` as .npy through a temp file + fsync + rename; returns the file's SHA-256."""
-    with _atomic_file(path, "wb") as (fh, tmp):
-        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
-        fh.flush()
-        digest = _sha256_file(tmp)
-    return digest
+    """Write ``arr`` as .npy through a temp file + fsync + rename; returns the file's SHA-256
+    (hashed while writing: a multi-GB array is not read back)."""
+    with _atomic_file(path, "wb") as (fh, _):
+        out = _HashingWriter(fh)
+        np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
+    return out.sha256.hexdigest()
 
 
 def read_manifest(d: Path) -> dict[str, Any]:
