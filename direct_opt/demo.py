@@ -88,21 +88,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _backends(text: str) -> list[str]:
-    from .cli import UsageError
-    from .solvers import available_backends
-
-    names = [b.strip() for b in str(text).split(",") if b.strip()]
-    if not names:
-        raise UsageError("--backends is empty; give e.g. --backends sca-exact,greedy")
-    bad = [b for b in names if b not in available_backends()]
-    if bad:
-        raise UsageError(f"unknown backend(s) {bad} in --backends; known: {available_backends()}")
-    if len(set(names)) != len(names):
-        raise UsageError(f"--backends lists a backend twice: {names}")
-    return names
-
-
 def demo_config(quick: bool, seed: int, n_seeds: int | None, backends: Sequence[str],
                 less: bool = True) -> dict[str, Any]:
     """The full, JSON-safe configuration of one demo run."""
@@ -315,7 +300,9 @@ def write_outputs(out: Path, report: Any, res: dict[str, Any]) -> dict[str, str]
 
 def run(args: argparse.Namespace) -> int:
     """``direct-opt demo`` entry point."""
-    backends = _backends(args.backends)
+    from .compare import parse_backends
+
+    backends = parse_backends(args.backends)
     t0 = time.perf_counter()
     res = run_demo(args.out, quick=args.quick, seed=args.seed, n_seeds=args.n_seeds, backends=backends,
                    less=not args.no_less, progress=not args.quiet)
