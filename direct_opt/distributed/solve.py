@@ -28,13 +28,12 @@ import numpy as np
 
 from ..errors import InvalidParameterError, UnsupportedConstraintError
 from ..linop import ColumnOperator
+from ..oracle import DirectPolytope
+from ..reduction import top_k_mask
 from ..result import SelectionResult
 from .comm import Comm
 
 SUPPORTED_BACKENDS = ("sca-exact",)
-_GATHER_MAX = 4096  # finish a top-K selection by gathering once the bracket holds this few values
-_PIVOTS = 15  # thresholds counted per all-reduce in dist_top_k (4 bits per round)
-_BISECT_MAX = 200
 NEAR_ONE = 1.0 - 1e-6
 _TOL = 1e-9
 
@@ -103,59 +102,9 @@ class ShardedProblem:
 
 # ------------------------------------------------------------------ selection
 def dist_top_k(score: np.ndarray, k: int, comm: Comm) -> np.ndarray:
-    """Boolean mask (local) of the global top-k entries of ``score`` (ties: lower global index).
-
-    Each rank passes its own block (blocks in rank order = global index order).
-    """
-    score = np.asarray(score, dtype=np.float64)
-    n_tot = int(comm.sum(np.int64(score.size)))
-    if k <= 0:
-        return np.zeros(score.size, dtype=bool)
-    if k >= n_tot:
-        return np.ones(score.size, dtype=bool)
-    finite = np.isfinite(score)
-    n_fin = int(comm.sum(np.int64(finite.sum())))
-    if k >= n_fin:  # every finite entry, then the non-finite ones by global index
-        rest = np.flatnonzero(~finite)
-        before = int(comm.allgather_fixed(np.array([rest.size], dtype=np.int64)).ravel()[: comm.rank].sum())
-        mask = finite.copy()
-        mask[rest[: int(np.clip(k - n_fin - before, 0, rest.size))]] = True
-        return mask
-    lo = float(comm.min(score[finite].min() if finite.any() else np.inf))
-    hi = float(np.nextafter(comm.max(score.max() if score.size else -np.inf), np.inf))
-    c_hi = 0  # count(score >= hi) < k <= count(score >= lo)
-    for _ in range(_BISECT_MAX):
-        inside = (score >= lo) & (score < hi)
-        m = int(comm.sum(np.int64(inside.sum())))
-        need = k - c_hi
-        piv = lo + (hi - lo) * np.arange(1, _PIVOTS + 1) / (_PIVOTS + 1)
-        piv = np.unique(piv[(piv > lo) & (piv < hi)])
-        if m <= _GATHER_MAX or piv.size == 0:
-            break
-        counts = comm.sum(np.array([(score >= t).sum() for t in piv], dtype=np.int64))
-        j = int(np.searchsorted(-counts, -k, side="right"))  # pivots with count >= k: piv[:j]
-        if j > 0:
-            lo = float(piv[j - 1])
-        if j < piv.size:
-            hi, c_hi = float(piv[j]), int(counts[j])
-    mask = score >= hi
-    need = k - c_hi
-    inside = np.flatnonzero((score >= lo) & (score < hi))
-    if m <= _GATHER_MAX:  # exact finish: order the bracket by (value desc, index asc)
-        parts = comm.allgather(score[inside])
-        vals = np.concatenate(parts)
-        owner = np.concatenate([np.full(len(v), r) for r, v in enumerate(parts)])
-        pos = np.concatenate(comm.allgather(inside.astype(np.int64)))
-        order = np.lexsort((pos, owner, -vals))[:need]
-        mine = pos[order][owner[order] == comm.rank]
-        mask[mine] = True
-        return mask
-    # the bracket holds many copies of one value (no float strictly between lo and hi): lower ranks first
-    counts = comm.allgather_fixed(np.array([inside.size], dtype=np.int64)).ravel()
-    before = int(counts[: comm.rank].sum())
-    take = int(np.clip(need - before, 0, inside.size))
-    mask[inside[:take]] = True
-    return mask
+    """Boolean mask (local) of the global top-k entries of ``score`` (ties: lower global index);
+    :func:`direct_opt.reduction.top_k_mask` over ``comm``."""
+    return top_k_mask(score, k, comm)
 
 
 def k_smallest_sum(values: np.ndarray, avail: np.ndarray, m: int, comm: Comm) -> tuple[float, np.ndarray]:
@@ -171,55 +120,9 @@ def k_smallest_sum(values: np.ndarray, avail: np.ndarray, m: int, comm: Comm) ->
 
 
 def dist_lmo(c: np.ndarray, a: np.ndarray, k: int, tau: float | None, comm: Comm) -> np.ndarray:
-    """Local block of argmax c^T w over {0 <= w <= 1, 1^T w = k, a^T w <= tau} (exact)."""
-    c = np.asarray(c, dtype=np.float64)
-
-    def top(mu: float) -> np.ndarray:
-        return dist_top_k(c - mu * a, k, comm).astype(np.float64)
-
-    def budget(x: np.ndarray) -> float:
-        return float(comm.sum(a @ x))
-
-    x0 = top(0.0)
-    if tau is None or budget(x0) <= tau:
-        return x0
-    a_pos = a[a > 0]
-    amin = float(comm.min(a_pos.min() if a_pos.size else np.inf))
-    amin = 1.0 if not np.isfinite(amin) else amin
-    lo, hi = 0.0, max(1.0, float(comm.max(np.abs(c).max(initial=0.0))) / max(amin, 1e-300))
-    x_lo, x_hi = x0, top(hi)
-    for _ in range(_BISECT_MAX):
-        if budget(x_hi) <= tau:
-            break
-        lo, x_lo, hi = hi, x_hi, hi * 4.0
-        x_hi = top(hi)
-    for _ in range(_BISECT_MAX):
-        ndiff = int(comm.sum(np.int64(np.count_nonzero(x_lo != x_hi))))
-        if ndiff <= 2 or hi - lo <= 1e-15 * hi:
-            w, certified = _mix(c, a, k, tau, x_lo, x_hi, comm)
-            if certified or hi - lo <= 1e-15 * hi:
-                return w
-        mid = 0.5 * (lo + hi)
-        x_mid = top(mid)
-        if budget(x_mid) > tau:
-            lo, x_lo = mid, x_mid
-        else:
-            hi, x_hi = mid, x_mid
-    return _mix(c, a, k, tau, x_lo, x_hi, comm)[0]
-
-
-def _mix(c, a, k, tau, x_lo, x_hi, comm) -> tuple[np.ndarray, bool]:
-    """Budget-tight mix of an over- and an under-budget vertex, and whether duality certifies it."""
-    b_lo, b_hi = (float(v) for v in comm.sum(np.array([a @ x_lo, a @ x_hi])))
-    if b_lo <= b_hi:
-        return x_hi, False
-    theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
-    w = theta * x_lo + (1.0 - theta) * x_hi
-    c_lo, c_hi, primal = (float(v) for v in comm.sum(np.array([c @ x_lo, c @ x_hi, c @ w])))
-    mu = max(0.0, (c_lo - c_hi) / (b_lo - b_hi))
-    d = c - mu * a
-    dual = float(comm.sum(d @ dist_top_k(d, k, comm))) + mu * tau
-    return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+    """Local block of argmax c^T w over {0 <= w <= 1, 1^T w = k, a^T w <= tau} (exact): the
+    structured oracle :class:`~direct_opt.oracle.DirectPolytope` over the ranks of ``comm``."""
+    return DirectPolytope(a, k, tau, reduction=comm).lmo(c)
 
 
 # ----------------------------------------------------------------------- solve
