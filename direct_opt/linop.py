@@ -314,3 +314,42 @@ def to_host(t: Any) -> np.ndarray:
     buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     buf.copy_(t.detach())
     return buf.numpy()
+
+
+class ReducedOperator:
+    """G = [G_0 | G_1 | ... | G_{P-1}] spread over P processes by column blocks, seen from one
+    of them: ``local`` is this process's :class:`ColumnOperator` and every product whose
+    result is r-dimensional (G w, G G^T, column sums) is summed over ``reduction``; products
+    whose result is per-column (G^T p, norms, columns) stay local.  With one process it is
+    the local operator.  Every process must make the same calls in the same order."""
+
+    def __init__(self, local: ColumnOperator, reduction: Any) -> None:
+        self.local, self.red = local, reduction
+        self.r, self.n = local.r, local.n
+        self.block_cols, self.streamed = local.block_cols, local.streamed
+        self.is_torch, self.device = local.is_torch, local.device
+        self._gram: np.ndarray | None = None
+
+    def matvec(self, w: np.ndarray) -> np.ndarray:
+        return self.red.sum(self.local.matvec(w))
+
+    def rmatvec(self, p: np.ndarray) -> np.ndarray:
+        return self.local.rmatvec(p)
+
+    def col_sum(self, idx: np.ndarray) -> np.ndarray:
+        """Sum of the selected local columns over every process (each passes its own indices)."""
+        return self.red.sum(self.local.col_sum(idx))
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        return self.local.columns(idx)
+
+    def col_sq_norms(self) -> np.ndarray:
+        return self.local.col_sq_norms()
+
+    def col_norms(self) -> np.ndarray:
+        return self.local.col_norms()
+
+    def gram(self) -> np.ndarray:
+        if self._gram is None:
+            self._gram = self.red.sum(self.local.gram())
+        return self._gram
