@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed.extract import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
-                                   read_pool, resolve_comm, share_arrays)
+from .ranks import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
+                    read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
 from ..stats import GradientStats
 from .config import ExtractConfig
