@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import TAU_REL
 from ..errors import InvalidParameterError, UnsupportedConstraintError
 from ..certificates import certified_ratio, upper_bound
 from ..linop import ColumnOperator, ReducedOperator
@@ -89,7 +90,7 @@ class ShardedProblem:
         return cls(G[:, s:e], np.asarray(a[s:e], dtype=np.float64), s, n, int(k), tau, comm)
 
     @classmethod
-    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = 0.1, tau: float | None = None
+    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = TAU_REL, tau: float | None = None
                    ) -> "ShardedProblem":
         """Memory-map a stats directory and keep this rank's block; tau = tau_rel * mean(a) * K."""
         from ..stats import GradientStats

@@ -21,6 +21,7 @@ Adding a backend::
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..certificates import certified_ratio, upper_bound
+from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..oracle import Oracle, make_oracle
 from ..problem import SelectionProblem
@@ -268,7 +270,11 @@ def get_backend(name: str) -> Backend:
     return BACKENDS.get(name)()
 
 
-def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) -> SelectionResult:
+#: the keyword arguments solve() takes for every backend (the backends' own options come on top)
+SOLVE_ARGS = tuple(name for name in inspect.signature(Backend.solve).parameters if name not in ("self", "problem", "options"))
+
+
+def solve(problem: SelectionProblem, backend: str = SOLVER_BACKEND, **kwargs: Any) -> SelectionResult:
     """Solve a SelectionProblem with a named backend.
 
     Args:
