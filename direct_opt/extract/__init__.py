@@ -26,9 +26,9 @@ _LAZY = {
     "KroneckerProjector": "kronecker",
     "PerSampleGrad": "per_sample",
     "extract_stats": "pipeline",
-    "PROJECTORS": "projectors", "BasisProjector": "projectors", "GaussianProjector": "projectors",
+    "PROJECTORS": "projector_registry", "BasisProjector": "projectors", "GaussianProjector": "projectors",
     "PaperProjector": "projectors", "Projector": "projectors", "SJLTProjector": "projectors",
-    "make_projector": "projectors", "register_projector": "projectors",
+    "make_projector": "projector_registry", "register_projector": "projector_registry",
 }
 
 __all__ = [

@@ -69,7 +69,7 @@ class ExtractConfig:
         """Check ranges and names; raise InvalidParameterError / UnknownNameError. Returns self."""
         from .curvature import CURVATURES
         from .elbow import ELBOWS
-        from .projectors import PROJECTORS
+        from .projector_registry import PROJECTORS
 
         if not isinstance(self.k_sketch, int) or isinstance(self.k_sketch, bool) or self.k_sketch <= 0:
             raise InvalidParameterError(f"k_sketch={self.k_sketch!r} must be a positive integer (e.g. 2048).")

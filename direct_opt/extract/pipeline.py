@@ -25,7 +25,8 @@ from .data import LossFn, batch_ranges, data_fingerprint, iter_batches, to_devic
 from .elbow import choose_k_star
 from .params import model_fingerprint, select_params
 from .per_sample import PerSampleGrad
-from .projectors import BasisProjector, make_projector, projector_input
+from .projector_registry import make_projector, projector_input
+from .projectors import BasisProjector
 from .shards import OutputDir
 from .sketch import DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
 

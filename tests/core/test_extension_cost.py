@@ -68,7 +68,7 @@ def test_toy_selector_by_name():
 def test_toy_projector_by_name_and_as_an_object():
     torch = pytest.importorskip("torch")
     from direct_opt.extract import ExtractConfig, Projector, make_projector, register_projector
-    from direct_opt.extract.projectors import PROJECTORS
+    from direct_opt.extract.projector_registry import PROJECTORS
 
     class BlockSum(Projector):
         """Coordinate i goes to row i mod k (a deterministic toy sketch)."""
