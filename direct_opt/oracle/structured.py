@@ -186,12 +186,13 @@ class DirectPolytope:
         """Budget-tight mix of an over- and an under-budget top-K vertex (on the active set), and
         whether weak duality certifies it optimal (both are top-K at the multiplier where they tie)."""
         tau = self.tau_free
-        b_lo, b_hi = a_in + ops.dot(a_act, x_lo), a_in + ops.dot(a_act, x_hi)
+        ax_lo, ax_hi, cx_lo, cx_hi = ops.dots([(a_act, x_lo), (a_act, x_hi), (c_act, x_lo), (c_act, x_hi)])
+        b_lo, b_hi = a_in + ax_lo, a_in + ax_hi
         if b_lo <= b_hi:
             return x_hi, False
         theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
         w = theta * x_lo + (1.0 - theta) * x_hi
-        mu = max(0.0, (ops.dot(c_act, x_lo) - ops.dot(c_act, x_hi)) / (b_lo - b_hi))
+        mu = max(0.0, (cx_lo - cx_hi) / (b_lo - b_hi))
         if lo <= mu <= hi:  # the fixings hold at mu: the dual needs the active set only
             d = c_act - mu * a_act
             dual = c_in - mu * a_in + ops.dot(d, ops.top(d, k_act)) + mu * tau

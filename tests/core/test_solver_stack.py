@@ -160,3 +160,16 @@ def test_quota_and_weight_budget_have_the_linear_fields():
         assert isinstance(con, LinearRowsConstraint) and con.kind == "linear"
         rows = con.linear_rows(3)
         assert rows.A.shape == (len(con.row_names), 3) and rows.lo.shape == rows.hi.shape == (rows.A.shape[0],)
+
+
+def test_sharded_solve_on_one_rank_runs_the_single_process_stack():
+    from direct_opt.distributed import Comm, ShardedProblem, solve_sharded
+
+    G, a, k, tau = instance(n=400, r=8, k=40, tau_rel=0.2)
+    ref = solve(SelectionProblem(G, a, k, tau), "sca-exact")
+    res = solve_sharded(ShardedProblem.from_arrays(G, a, k, tau, Comm()))
+    np.testing.assert_array_equal(res.indices, ref.indices)
+    assert res.iterations == ref.iterations and res.gap == pytest.approx(ref.gap, rel=1e-12, abs=1e-12)
+    assert res.objective == pytest.approx(ref.objective, rel=1e-12)
+    assert res.upper_bound == pytest.approx(ref.upper_bound, rel=1e-12)
+    assert [h["objective"] for h in res.history] == pytest.approx([h["objective"] for h in ref.history], rel=1e-12)
