@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from ..errors import ExtractionError, InvalidParameterError
 from .per_sample import PerSampleGrad, check_loss_shape
-from .projectors import GaussianProjector
+from .projectors import GaussianProjector, Projector
 
 
 @dataclass
@@ -90,8 +90,13 @@ def _plain_embedding(mod: torch.nn.Module) -> bool:
     return (isinstance(mod, torch.nn.Embedding) and mod.max_norm is None and not mod.scale_grad_by_freq)
 
 
-class KroneckerProjector:
-    """Kronecker projector over the selected parameters of ``model`` (see module docstring).
+class KroneckerProjector(Projector):
+    """Kronecker projector over the selected parameters ``names`` of ``model`` (see module docstring).
+
+    A :class:`Projector` with ``input = "model"``: the pipeline sketches each batch with
+    :meth:`sketch_batch` (hooks, no per-sample gradients of the Kronecker blocks);
+    :meth:`project` applies the same linear map to flat per-sample gradients (B, d), d the
+    number of selected coordinates in the order of ``names``.
 
     Options: ``k_in``/``k_out`` (factor sizes), ``embeddings`` (default True: embeddings
     and tied heads are Kronecker blocks; False: they use the dense fallback as before),
@@ -99,16 +104,21 @@ class KroneckerProjector:
     """
 
     name = "kronecker"
-    per_sample = False
+    input = "model"
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str], k: int, seed: int = 0,
                  device: torch.device | str = "cpu", k_in: int | None = None, k_out: int | None = None,
                  embeddings: bool = True, cache_bytes: int = 256 << 20) -> None:
-        self.device = torch.device(device)
-        self.seed = int(seed)
         self.embeddings = bool(embeddings)
+        self.names = list(names)
         selected = set(names)
         params = dict(model.named_parameters())  # tied parameters appear once, first name
+        unknown = [n for n in self.names if n not in params]
+        if unknown:
+            raise InvalidParameterError(f"the kronecker projector got names that are not parameters of the model: {unknown}.")
+        self._shapes = {n: tuple(params[n].shape) for n in self.names}
+        super().__init__(sum(params[n].numel() for n in self.names), k, seed, device, "kronecker",
+                         cache_bytes=cache_bytes)
         pname = {id(p): n for n, p in params.items()}
         owners: dict[int, int] = {}
         for mod in model.modules():
@@ -284,15 +294,12 @@ class KroneckerProjector:
         used outside its hooked modules (e.g. ``h @ emb.weight.T``) and the sketch would be wrong."""
         self._verified = True
         for layer, blk in zip(self.layers, blocks):
-            g = batch_grads.get(layer.weight)
-            w = torch.zeros(layer.d_out, layer.d_in, device=self.device) if g is None else g.float()
-            w = w.T if layer.transposed else w
-            if layer.bias is not None:
-                gb = batch_grads.get(layer.bias)
-                gb = torch.zeros(layer.d_out, device=self.device) if gb is None else gb.float()
-                w = torch.cat([w, gb[:, None]], 1)
-            expect = layer.p_out.T @ w @ layer.p_in
-            got = blk.sum(0).reshape(expect.shape)
+            g, gb = batch_grads.get(layer.weight), batch_grads.get(layer.bias) if layer.bias else None
+            w = torch.zeros(self._shapes[layer.weight], device=self.device) if g is None else g
+            if layer.bias is not None and gb is None:
+                gb = torch.zeros(layer.d_out, device=self.device)
+            expect = self._layer_block(layer, w[None], None if gb is None else gb[None])[0]
+            got = blk.sum(0)
             scale = max(float(expect.norm()), float(got.norm()))
             err = float((got - expect).norm()) / max(scale, 1e-30)
             tol = 1e-3 if dtype_name == "float32" else 5e-2
@@ -302,6 +309,34 @@ class KroneckerProjector:
                     f"({', '.join(u.module_name for u in layer.uses)}): batch-sum mismatch {err:.1e}. It is used "
                     "functionally somewhere (e.g. logits = h @ emb.weight.T); make that an nn.Linear whose weight "
                     "is the same Parameter, or set projector_options={'embeddings': False} / narrow param_filter.")
+
+    # ------------------------------------------------------------------ flat
+    @staticmethod
+    def _layer_block(layer: _Layer, gw: torch.Tensor, gb: torch.Tensor | None) -> torch.Tensor:
+        """Blocks P_out^T [G | g_b] P_in, (B, k_out * k_in), of weight gradients ``gw`` (B, *W.shape)
+        and bias gradients ``gb`` (B, d_out) (None: no folded bias)."""
+        w = gw.float().transpose(1, 2) if layer.transposed else gw.float()
+        if layer.bias is not None:
+            assert gb is not None
+            w = torch.cat([w, gb.float()[:, :, None]], 2)
+        return (layer.p_out.T @ w @ layer.p_in).reshape(w.shape[0], -1)
+
+    def project(self, g: torch.Tensor) -> torch.Tensor:
+        """(B, d) flat per-sample gradients (coordinates in the order of ``names``) -> (B, k):
+        the sketch :meth:`sketch_batch` computes from the model, up to float rounding."""
+        if g.ndim != 2 or g.shape[1] != self.dim:
+            raise InvalidParameterError(f"{self.name} projector expects (B, {self.dim}) input, got {tuple(g.shape)}.")
+        g = g.to(device=self.device, dtype=torch.float32)
+        parts, off = {}, 0
+        for n in self.names:
+            size = math.prod(self._shapes[n])
+            parts[n] = g[:, off : off + size].reshape(g.shape[0], *self._shapes[n])
+            off += size
+        blocks = [self._layer_block(l, parts[l.weight], parts[l.bias] if l.bias else None) for l in self.layers]
+        if self.fallback is not None:
+            blocks.append(self.fallback.project(torch.cat([parts[n].reshape(g.shape[0], -1)
+                                                           for n in self.fallback_names], 1)))
+        return torch.cat(blocks, 1)
 
     # ------------------------------------------------------------------ batch
     def _factors(self, layer: _Layer, records: dict, b: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:

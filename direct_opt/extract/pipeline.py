@@ -50,8 +50,8 @@ def _make_sketcher(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGra
                    device: torch.device) -> Sketcher:
     opts = dict(cfg.projector_options)
     if projector_input(cfg.projector) == "model":
-        proj = make_projector(cfg.projector, k=cfg.k_sketch, seed=cfg.seed, device=device, model=model,
-                              names=engine.names, **opts)
+        proj = make_projector(cfg.projector, k=cfg.k_sketch, seed=cfg.seed, dim=engine.dim, device=device,
+                              model=model, names=engine.names, **opts)
         fb = (PerSampleGrad(model, loss_fn, proj.vmap_names, device, cfg.torch_dtype_name)
               if proj.vmap_names else None)
         return KroneckerSketcher(engine, proj, fb)

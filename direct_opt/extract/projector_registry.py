@@ -42,9 +42,9 @@ def register_projector(name: str, factory: Callable[..., Any] | None = None, *, 
 
 
 def projector_input(name: Any) -> str:
-    """``"flat"`` or ``"model"``: what the projector ``name`` (or a Projector object: flat) consumes."""
+    """``"flat"`` or ``"model"``: what the projector ``name`` (or a Projector object) consumes."""
     if isinstance(name, Projector):
-        return "flat"
+        return name.input
     return PROJECTORS.entry(name).capabilities.get("input", "flat") if name in PROJECTORS else "flat"
 
 
@@ -59,10 +59,12 @@ def make_projector(
     ``model`` and the selected parameter ``names``. ``options`` go to the constructor.
     """
     if isinstance(name, Projector):
-        if (dim is not None and name.dim != dim) or name.k != k or options:
+        other_params = name.input == "model" and names is not None and list(getattr(name, "names", [])) != list(names)
+        if (dim is not None and name.dim != dim) or name.k_sketch != k or options or other_params:
             raise InvalidParameterError(
-                f"projector object {type(name).__name__}(dim={name.dim}, k={name.k}) does not fit this extraction "
-                f"(dim={dim}, k_sketch={k}{', projector_options given' if options else ''}); build it with these sizes.")
+                f"projector object {type(name).__name__}(dim={name.dim}, k_sketch={name.k_sketch}) does not fit this "
+                f"extraction (dim={dim}, k_sketch={k}{', projector_options given' if options else ''}"
+                f"{', other selected parameters' if other_params else ''}); build it with these sizes and parameters.")
         return name
     if not isinstance(name, str) or name not in PROJECTORS:
         raise UnknownNameError(f"unknown projector {name!r}; known projectors: {', '.join(sorted(PROJECTORS))}.")

@@ -36,11 +36,27 @@ def derive_seed(seed: int, salt: str, index: int) -> int:
 
 
 class Projector:
-    """Base class: ``project(g: (B, d)) -> (B, k)`` float32; ``describe()`` is JSON-safe."""
+    """Base class of every projector: a linear map R (k x d) of per-sample gradients.
+
+    The contract: ``project(g: (B, d)) -> (B, k)`` float32 sketches ``g R^T`` of flat
+    gradients (coordinates in the order of the selected parameters); ``describe()`` is
+    JSON-safe; attributes ``name``, ``dim`` (d), ``k``, ``k_sketch`` (the k asked for; a
+    projector may use fewer rows), ``seed``, ``device``, ``per_sample`` and ``input``.
+
+    ``input = "flat"``: the pipeline computes per-sample gradients and calls ``project``.
+    ``input = "model"`` (e.g. :class:`~direct_opt.extract.kronecker.KroneckerProjector`): the
+    projector also sketches a batch straight from the model with
+    ``sketch_batch(engine, fallback, batch, b) -> (losses, z, squared gradient norms)``,
+    without per-sample gradients of the parameters ``names`` (``vmap_names``: those it still
+    needs them for); ``project`` then gives the same sketch from flat gradients.
+    Flat subclasses implement ``_accumulate`` (one chunk of coordinates at a time).
+    """
 
     name = "base"
     #: True when the pipeline must use the paper's one-sample-at-a-time loop.
     per_sample = False
+    #: "flat": projects flat per-sample gradients; "model": also sketches a batch from the model.
+    input = "flat"
 
     def __init__(self, dim: int, k: int, seed: int, device: torch.device | str = "cpu",
                  salt: str = "", max_chunk_bytes: int = 64 << 20, cache_bytes: int = 256 << 20) -> None:
@@ -49,6 +65,7 @@ class Projector:
         if dim <= 0:
             raise InvalidParameterError(f"the projector needs d > 0 coordinates, got {dim}.")
         self.dim, self.k, self.seed = int(dim), int(k), int(seed)
+        self.k_sketch = self.k
         self.device = torch.device(device)
         self.salt = salt or self.name
         # coordinates per compute chunk: a multiple of BLOCK (does not change the matrix)

@@ -4,7 +4,8 @@ A sketcher pairs the per-sample gradient engine with a projector:
 * ``DenseSketcher`` — ``vmap(grad)`` per-sample gradients (B, d), then a flat projector;
 * ``PaperSketcher`` — the paper's loop: one sample at a time, plain autograd, and the
   Gaussian matrix regenerated for every sample (benchmark baseline);
-* ``KroneckerSketcher`` — forward/backward hooks on linear layers (no per-sample grads).
+* ``KroneckerSketcher`` — a model projector (kronecker): forward/backward hooks on linear
+  layers (no per-sample gradients of them).
 Every sketcher checks the results for NaN/Inf and names the offending sample.
 """
 
@@ -16,7 +17,6 @@ import torch
 from torch.utils._pytree import tree_map
 
 from ..errors import ExtractionError
-from .kronecker import KroneckerProjector
 from .per_sample import PerSampleGrad
 from .projectors import Projector
 
@@ -77,9 +77,11 @@ class PaperSketcher(Sketcher):
 
 
 class KroneckerSketcher(Sketcher):
-    """Kronecker projection of linear layers + dense Gaussian fallback for the rest."""
+    """A ``input = "model"`` projector (Kronecker projection of linear layers + dense Gaussian
+    fallback for the rest) sketching each batch from the model; ``fallback`` computes the
+    per-sample gradients of its ``vmap_names`` (None when there are none)."""
 
-    def __init__(self, engine: PerSampleGrad, projector: KroneckerProjector, fallback: PerSampleGrad | None) -> None:
+    def __init__(self, engine: PerSampleGrad, projector: Projector, fallback: PerSampleGrad | None) -> None:
         self.engine, self.projector, self.fallback, self.k = engine, projector, fallback, projector.k
 
     def _compute(self, batch: Any, b: int) -> Triple:

@@ -145,3 +145,26 @@ def test_functional_use_of_a_hooked_weight_is_refused():
     proj, (_, z, sq) = run(model, ids, embeddings=False)
     assert "wte.weight" in proj.vmap_names
     check_against_explicit(model, ids, proj, z, sq)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_kronecker_is_a_projector_whose_flat_map_equals_the_hooked_sketch(tied):
+    from direct_opt.extract import Projector, make_projector
+
+    torch.manual_seed(3)
+    model = TiedLM("1d", tied=tied).double().eval()
+    ids = torch.randint(0, V, (B, T))
+    proj, (_, z, _) = run(model, ids)
+    assert isinstance(proj, Projector) and proj.input == "model" and proj.k_sketch == 60
+    names = [n for n, _ in model.named_parameters()]
+    eng = PerSampleGrad(model, lm_loss, names, torch.device("cpu"))
+    flat = eng.flatten(eng.losses_and_grads(ids)[1])
+    assert proj.dim == flat.shape[1]
+    torch.testing.assert_close(proj.project(flat).double(), z.double(), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(proj.project(flat), flat.float() @ proj.matrix(), rtol=1e-4, atol=1e-6)
+    # an object is used as given when it fits the extraction, refused when it does not
+    assert make_projector(proj, k=60, dim=proj.dim, model=model, names=names) is proj
+    with pytest.raises(Exception, match="other selected parameters"):
+        make_projector(proj, k=60, dim=proj.dim, model=model, names=names[::-1])
+    with pytest.raises(Exception, match="expects"):
+        proj.project(flat[:, 1:])

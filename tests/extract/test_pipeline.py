@@ -54,6 +54,17 @@ def test_end_to_end_and_save_load(mlp, pool, val, tmp_path, projector):
     assert back.checksum() == st.checksum() and back.config == json.loads(json.dumps(cfg))
 
 
+def test_kronecker_object_gives_the_stats_of_the_name(mlp, pool, val):
+    from direct_opt.extract import KroneckerProjector
+
+    names = [n for n, _ in mlp.named_parameters()]
+    obj = KroneckerProjector(mlp, names, k=FAST["k_sketch"], seed=0)
+    by_name = extract_stats(mlp, mse_loss, pool, val, ExtractConfig(projector="kronecker", **FAST))
+    by_obj = extract_stats(mlp, mse_loss, pool, val, ExtractConfig(projector=obj, **FAST))
+    assert by_obj.checksum() == by_name.checksum()
+    assert by_obj.config["projector"] == by_name.config["projector"]
+
+
 def test_paper_mode_equals_gaussian(mlp, pool, val):
     a = extract_stats(mlp, mse_loss, pool, val, ExtractConfig(projector="gaussian", **FAST))
     b = extract_stats(mlp, mse_loss, pool, val, ExtractConfig(projector="paper", **FAST))
