@@ -1,7 +1,8 @@
 """extract_stats: model + data -> GradientStats (DESIGN §1.1, §1.3).
 
 Order: validation pass (curvature, saved) -> pool batches (sketches, one shard per batch)
--> eigen-coordinates, elbow split and stiff costs -> GradientStats (saved to out_dir/stats).
+-> eigen-coordinates, elbow split and stiff costs, assembled block by block of pool rows
+(read back shard by shard from the run directory) -> GradientStats (saved to out_dir/stats).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -178,76 +179,154 @@ def extract_stats(
         model.train(was_training)
 
 
+#: float64 entries per block of the eigen-coordinate assembly (rows = this // k, at least
+#: ROW_BLOCK_MIN): every block is a product of the same shape, so the result does not depend on N,
+#: the batch size or which rank computed a shard, and no (N, k) float64 array is ever formed.
+BLOCK_ENTRIES = 1 << 20
+ROW_BLOCK_MIN = 256
+
+
 def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: Sequence[Any],
          val: Sequence[Any], cfg: ExtractConfig, device: torch.device, header: dict[str, Any],
          out: OutputDir | None, comm: Any = None) -> GradientStats:
+    """Curvature (saved or computed) -> pool sketches -> eigen-coordinates -> GradientStats."""
     hessian = not CURVATURES.entry(cfg.curvature).capabilities["sketched"]
     sketcher = None if hessian else _make_sketcher(model, loss_fn, engine, cfg, device)
-    saved = out.load_curvature() if out is not None else None
-    if saved is not None:
-        curv, info = saved
-    elif hessian and comm is not None:  # computed once, on rank 0, and shared
-        curv, info = compute_on_rank0(lambda: _hessian_curvature(engine, val, cfg, device), comm)
-    elif hessian:
-        curv, info = _hessian_curvature(engine, val, cfg, device)
-    else:
-        assert sketcher is not None
-        curv, info = _fisher_curvature(sketcher, val, cfg, device, comm)
-    if saved is None and out is not None:
-        out.save_curvature(curv, info)
-    if hessian:
+    curv, info = _curvature(engine, sketcher, val, cfg, device, out, comm)
+    if hessian:  # the pool is projected on the Hessian eigenvectors
         basis = torch.from_numpy(np.asarray(curv["basis"], dtype=np.float32))
         sketcher = DenseSketcher(engine, BasisProjector(basis, device, label="hessian eigenvectors"))
     assert sketcher is not None
     lam = np.asarray(curv["eigvals"], dtype=np.float64)
     k = int(lam.size)
     k_star = choose_k_star(cfg.elbow, lam, cfg.elbow_energy)
-
-    # ------------------------------------------------------------ pool pass
     ranges = batch_ranges(len(train), cfg.batch_size)
-    cols = 2 + k
-    rows: list[np.ndarray] = []
+    rows = _pool_rows(sketcher, train, ranges, 2 + k, cfg, device, out, comm)
+    # eigen-coordinates g_i = sqrt(k) V^T z_i (V = I for hessian-lanczos: z is already U^T g)
+    basis = None if hessian else np.ascontiguousarray(curv["basis"], dtype=np.float64)
+    arrays = _assemble(rows, len(train), basis, lam, k_star, cfg.store_stiff)
+    val_mean = np.asarray(curv["val_mean"])
+    val_grad = math.sqrt(k) * (val_mean if basis is None else val_mean @ basis)
+    stats = GradientStats(eigvals=lam.astype(np.float32), k_star=int(k_star),
+                          val_grad=np.asarray(val_grad, dtype=np.float32),
+                          config=_provenance(cfg, lam, k_star, sketcher, info, hessian, header), **arrays)
+    if out is not None and (comm is None or comm.rank == 0):
+        stats.save(out.path / "stats")
+        out.write_progress(completed=len(ranges), n_batches=len(ranges), done=True)
+    if comm is not None:
+        comm.barrier()  # the saved stats exist when any rank returns
+    return stats
+
+
+def _curvature(engine: PerSampleGrad, sketcher: Sketcher | None, val: Sequence[Any], cfg: ExtractConfig,
+               device: torch.device, out: OutputDir | None, comm: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The run directory's saved curvature, else the validation pass (saved when there is a run
+    directory): Fisher from the sketches (``sketcher``), or Hessian eigenpairs (``sketcher`` None;
+    on rank 0 only, shared, under torchrun)."""
+    saved = out.load_curvature() if out is not None else None
+    if saved is not None:
+        return saved
+    if sketcher is not None:
+        curv, info = _fisher_curvature(sketcher, val, cfg, device, comm)
+    elif comm is not None:
+        curv, info = compute_on_rank0(lambda: _hessian_curvature(engine, val, cfg, device), comm)
+    else:
+        curv, info = _hessian_curvature(engine, val, cfg, device)
+    if out is not None:
+        out.save_curvature(curv, info)
+    return curv, info
+
+
+def _pool_rows(sketcher: Sketcher, train: Sequence[Any], ranges: list[tuple[int, int]], cols: int,
+               cfg: ExtractConfig, device: torch.device, out: OutputDir | None, comm: Any) -> Iterator[np.ndarray]:
+    """Sketch this process's pool batches, then the rows [loss, |g|^2, z_1..z_k] of the whole pool
+    ((B, cols) float32 blocks, in pool order).
+
+    With a run directory each batch is a shard on disk (intact ones are reused, not recomputed)
+    and the rows are read back shard by shard; without one a single process keeps its batches in
+    memory and ranks all-gather them."""
+    kept: dict[int, np.ndarray] = {}
     present = {b for b in range(len(ranges)) if out.has_shard(b)} if out is not None else set()
     with _bar(cfg, len(train), "pool", initial=sum(ranges[b][1] - ranges[b][0] for b in present)) as bar:
-        for b, (s, e) in enumerate(ranges):
-            if comm is not None and b % comm.world != comm.rank:  # another rank's batch
-                continue
-            kept = out.reuse_shard(b, e - s, cols) if out is not None else None  # None: missing or bad
-            if kept is not None:
-                rows.append(kept)
+        for b in my_batches(len(ranges), comm):
+            s, e = ranges[b]
+            if out is not None and out.reuse_shard(b, e - s, cols) is not None:  # None: missing or bad
                 continue
             batch = (cfg.collate_fn or _default_collate)([train[i] for i in range(s, e)])
             loss, z, sq = sketcher.sketch(to_device(batch, device), e - s, s, "pool")
             arr = np.concatenate([loss.numpy()[:, None], sq.numpy()[:, None], z.numpy()], 1).astype(np.float32)
-            if out is not None:
+            if out is None:
+                kept[b] = arr
+            else:
                 out.save_shard(b, arr)
                 present.add(b)
                 out.write_progress(completed=len(present), n_batches=len(ranges), done=False)
-            rows.append(arr)
             bar.update(e - s)
+    if out is not None:  # every rank's shards are in the (shared) run directory
+        return read_pool(out, ranges, cols, comm)
     if comm is None:
-        table = np.concatenate(rows)
-    elif out is not None:  # every rank's shards are on the shared run directory
-        table = read_pool(out, ranges, cols, comm)
-    else:
-        table = gather_batches(dict(zip(my_batches(len(ranges), comm), rows)), len(ranges), comm)
+        return (kept[b] for b in range(len(ranges)))
+    return iter([gather_batches(kept, len(ranges), comm)])
 
-    # ------------------------------------------------- eigen-coordinates
-    z = table[:, 2:].astype(np.float64)
-    basis = np.ascontiguousarray(curv["basis"], dtype=np.float64)  # one memory order: same BLAS path, same bits
-    coords = math.sqrt(k) * (z @ basis) if not hessian else math.sqrt(k) * z  # (N, k)
-    val_grad = math.sqrt(k) * (np.asarray(curv["val_mean"]) @ basis if not hessian else np.asarray(curv["val_mean"]))
-    stiff = coords[:, :k_star]
-    a = (stiff**2) @ np.clip(lam[:k_star], 0.0, None)
+
+def _assemble(rows: Iterable[np.ndarray], n: int, basis: np.ndarray | None, lam: np.ndarray, k_star: int,
+              store_stiff: bool) -> dict[str, np.ndarray]:
+    """Pool rows [loss, |g|^2, z] -> the stats' per-sample arrays, one block of rows at a time.
+
+    The eigen-coordinates sqrt(k) z V (V = ``basis`` (k, k); None: V = I) are computed for
+    blocks of a fixed number of rows in one reused buffer (the last block reuses the rows
+    left over from the one before), so only the float32 outputs grow with N.
+    Returns G_flat (k - k*, N), G_stiff (k*, N) or None, a_stiff, losses, grad_norms (N,), float32.
+    """
+    k = int(lam.size)
+    weights = np.clip(lam[:k_star], 0.0, None)
+    block = max(ROW_BLOCK_MIN, BLOCK_ENTRIES // max(k, 1))
+    buf = np.zeros((min(block, n), 2 + k), dtype=np.float32)
+    flat = np.empty((k - k_star, n), dtype=np.float32)
+    stiff = np.empty((k_star, n), dtype=np.float32) if store_stiff else None
+    a, losses, sq = (np.empty(n, dtype=np.float32) for _ in range(3))
+
+    def emit(start: int, m: int) -> None:  # the first m rows of the buffer are pool rows start:start+m
+        coords = buf[:, 2:].astype(np.float64)
+        if basis is not None:
+            coords = coords @ basis
+        coords *= math.sqrt(k)
+        flat[:, start : start + m] = coords[:m, k_star:].T
+        if stiff is not None:
+            stiff[:, start : start + m] = coords[:m, :k_star].T
+        a[start : start + m] = ((coords[:, :k_star] ** 2) @ weights)[:m]
+        losses[start : start + m] = buf[:m, 0]
+        sq[start : start + m] = np.sqrt(np.clip(buf[:m, 1].astype(np.float64), 0, None))
+
+    start = filled = 0
+    for part in rows:
+        pos = 0
+        while pos < len(part):
+            take = min(len(buf) - filled, len(part) - pos)
+            buf[filled : filled + take] = part[pos : pos + take]
+            filled, pos = filled + take, pos + take
+            if filled == len(buf):
+                emit(start, filled)
+                start, filled = start + filled, 0
+    if filled:
+        emit(start, filled)
+    if start + filled != n:
+        raise ExtractionError(f"the pool pass produced {start + filled} rows for {n} samples.")
+    return {"G_flat": flat, "G_stiff": stiff, "a_stiff": a, "losses": losses, "grad_norms": sq}
+
+
+def _provenance(cfg: ExtractConfig, lam: np.ndarray, k_star: int, sketcher: Sketcher, info: dict[str, Any],
+                hessian: bool, header: dict[str, Any]) -> dict[str, Any]:
+    """The stats' JSON ``config``: extraction settings, split, projector, curvature, fingerprints, versions."""
+    k = int(lam.size)
     energy = float(np.clip(lam[:k_star], 0, None).sum() / max(np.clip(lam, 0, None).sum(), 1e-300))
-    proj_desc = sketcher.projector.describe()
-    config = {
+    return {
         "extract": cfg.to_dict(),
         "k": k,
         "k_star": int(k_star),
         "split": {"elbow": cfg.elbow, "threshold": cfg.elbow_energy, "k_star": int(k_star), "k": k,
                   "r": k - int(k_star), "energy_at_k_star": energy},
-        "projector": proj_desc,
+        "projector": sketcher.projector.describe(),
         "curvature": dict(info),
         "coords": "g_ij = sqrt(k) * v_j^T z_i" + (" with V = I, z_i = U^T g_i" if hessian else ""),
         "model": header["model"],
@@ -256,23 +335,6 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         "torch_version": torch.__version__,
         "python": platform.python_version(),
     }
-    stats = GradientStats(
-        G_flat=np.ascontiguousarray(coords[:, k_star:].T, dtype=np.float32),
-        a_stiff=a.astype(np.float32),
-        eigvals=lam.astype(np.float32),
-        k_star=int(k_star),
-        G_stiff=np.ascontiguousarray(stiff.T, dtype=np.float32) if cfg.store_stiff else None,
-        val_grad=np.asarray(val_grad, dtype=np.float32),
-        losses=table[:, 0].copy(),
-        grad_norms=np.sqrt(np.clip(table[:, 1].astype(np.float64), 0, None)).astype(np.float32),
-        config=config,
-    )
-    if out is not None and (comm is None or comm.rank == 0):
-        stats.save(out.path / "stats")
-        out.write_progress(completed=len(ranges), n_batches=len(ranges), done=True)
-    if comm is not None:
-        comm.barrier()  # the saved stats exist when any rank returns
-    return stats
 
 
 def _default_collate(samples: list[Any]) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -128,10 +128,12 @@ def compute_on_rank0(fn: Callable[[], tuple[dict[str, np.ndarray], dict[str, Any
     return share_arrays(None, None, comm)
 
 
-def read_pool(out: Any, ranges: Sequence[tuple[int, int]], cols: int, comm: Comm) -> np.ndarray:
-    """After every rank wrote its shards: the whole (N, cols) pool table read from the run directory."""
-    comm.barrier()
-    return np.concatenate([out.load_shard(b, e - s, cols) for b, (s, e) in enumerate(ranges)])
+def read_pool(out: Any, ranges: Sequence[tuple[int, int]], cols: int, comm: Comm | None) -> Iterator[np.ndarray]:
+    """Once every rank wrote its shards (a barrier, when there are ranks): the pool's shards,
+    (B, cols) float32 each, read one at a time from the run directory in batch order."""
+    if comm is not None:
+        comm.barrier()
+    return (out.load_shard(b, e - s, cols) for b, (s, e) in enumerate(ranges))
 
 
 def make_output_dir(path: str | os.PathLike, header: Mapping[str, Any], comm: Comm | None) -> Any:

@@ -176,3 +176,48 @@ def test_verbose_progress_bar(mlp, pool, val, capsys):
     assert "pool" in err and "sample/s" in err
     extract_stats(mlp, mse_loss, pool[:8], val, ExtractConfig(**FAST))
     assert capsys.readouterr().err == ""
+
+
+def test_assembly_streams_blocks_of_rows_without_n_by_k_float64(monkeypatch):
+    """The eigen-coordinates are assembled block by block (the last block reusing the buffer):
+    same values as the whole-pool product, and memory grows only by the float32 outputs."""
+    import tracemalloc
+
+    from direct_opt.extract import pipeline
+
+    n, k, k_star, B = 5000, 64, 10, 97
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((n, 2 + k)).astype(np.float32)
+    table[:, 1] = np.abs(table[:, 1])
+    basis = np.linalg.qr(rng.standard_normal((k, k)))[0]
+    lam = np.sort(np.abs(rng.standard_normal(k)))[::-1]
+    monkeypatch.setattr(pipeline, "BLOCK_ENTRIES", 300 * k)
+    monkeypatch.setattr(pipeline, "ROW_BLOCK_MIN", 1)  # blocks of 300 rows: 16 full ones and a tail of 200
+    tracemalloc.start()
+    try:
+        got = pipeline._assemble((table[s : s + B] for s in range(0, n, B)), n, basis, lam, k_star, True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    outputs = sum(a.nbytes for a in got.values())
+    assert peak < outputs + 2 * 300 * (2 + k) * 8 + (1 << 20)  # one (n, k) float64 array alone is 2.6 MB
+    coords = np.sqrt(k) * (table[:, 2:].astype(np.float64) @ basis)
+    np.testing.assert_allclose(got["G_flat"], coords[:, k_star:].T.astype(np.float32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["G_stiff"], coords[:, :k_star].T.astype(np.float32), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["a_stiff"], (coords[:, :k_star] ** 2) @ lam[:k_star], rtol=1e-5)
+    assert np.array_equal(got["losses"], table[:, 0])
+    assert np.array_equal(got["grad_norms"], np.sqrt(table[:, 1].astype(np.float64)).astype(np.float32))
+    with pytest.raises(ExtractionError, match="rows for"):
+        pipeline._assemble(iter([table[:10]]), 11, basis, lam, k_star, False)
+
+
+def test_stats_do_not_depend_on_the_assembly_block(mlp, pool, val, tmp_path, monkeypatch):
+    from direct_opt.extract import pipeline
+
+    whole = extract_stats(mlp, mse_loss, pool, val, ExtractConfig(**FAST))
+    monkeypatch.setattr(pipeline, "BLOCK_ENTRIES", 1)
+    monkeypatch.setattr(pipeline, "ROW_BLOCK_MIN", 8)  # 30 rows: blocks of 8, 8, 8 and a tail of 6
+    for out_dir in (None, tmp_path / "run"):  # rows from memory, rows read back from the shards
+        blocks = extract_stats(mlp, mse_loss, pool, val, ExtractConfig(out_dir=out_dir, **FAST))
+        for name, arr in whole.arrays().items():
+            np.testing.assert_allclose(blocks.arrays()[name], arr, rtol=1e-6, atol=1e-7, err_msg=name)
