@@ -46,8 +46,8 @@ from .schedules import (
 
 
 def collect(*args, **kwargs):  # noqa: D401 - thin lazy wrapper, documented in .collect
-    """Train TinyGPT under several schedules and return the curves (see :func:`direct_opt.schedule.collect.collect`)."""
-    from .collect import collect as _collect
+    """Train TinyGPT under several schedules and return the curves (see :mod:`direct_opt.schedule.lm_runs`)."""
+    from .lm_runs import collect as _collect
 
     return _collect(*args, **kwargs)
 
