@@ -25,7 +25,7 @@ CURVES_FORMAT = "direct_opt.schedule_curves"
 CURVES_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Curve:
     """One training run: the schedule it used and the losses measured along it.
 

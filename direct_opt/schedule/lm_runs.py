@@ -15,6 +15,7 @@ same numbers as training it from scratch (tested).
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Any, Callable, Sequence
 
@@ -42,6 +43,12 @@ def default_schedules(total_steps: int = DEFAULT_STEPS, peak_lr: float = DEFAULT
     return ([Constant(total_steps, peak_lr, warmup_steps)]
             + [WSD(total_steps, peak_lr, r, s, warmup_steps) for s in shapes for r in ratios]
             + [Cosine(total_steps, peak_lr, warmup_steps)])
+
+
+@functools.lru_cache(maxsize=2)
+def _windows(data_seed: int, n: int) -> torch.Tensor:
+    """``n`` clean stdlib-source windows (65 bytes) of the pretraining distribution (cached per process)."""
+    return stdlib_corpus(seed=data_seed, n_pool=16, n_val=16, n_test=16, n_pretrain=n).pretrain
 
 
 def _lcp(a: np.ndarray, b: np.ndarray) -> int:
@@ -82,8 +89,8 @@ def collect(schedules: Sequence[Any] | None = None, *, total_steps: int = DEFAUL
             raise InvalidParameterError(f"{name}={v!r} must be a positive integer.")
     cfg = GPTConfig(**{**(model or {}), "seq_len": 64})
     t0 = time.perf_counter()
-    corpus = stdlib_corpus(seed=data_seed, n_pool=16, n_val=16, n_test=16, n_pretrain=n_train + n_eval)
-    train, held_out = corpus.pretrain[:n_train], corpus.pretrain[n_train:]
+    windows = _windows(data_seed, n_train + n_eval)
+    train, held_out = windows[:n_train], windows[n_train:]
     n_params = TinyGPT(cfg).num_parameters()
     say(f"collect: TinyGPT {n_params} parameters, {len(scheds)} schedules, train {tuple(train.shape)}, "
         f"held-out {tuple(held_out.shape)} ({time.perf_counter() - t0:.1f}s)")
