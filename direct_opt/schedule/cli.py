@@ -259,37 +259,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         record["predictions"][name] = entry
     _write_json(args.out, record)
     if args.plot:
-        from .plots import plot_fit, plot_schedules
+        from .plots import plot_fit, plot_predictions
 
         if cs:
             plot_fit(law, cs, path=args.plot)
         else:
-            _plot_predictions(law, scheds, args.plot, args.model_size)
+            plot_predictions(law, scheds, path=args.plot, model_size=args.model_size)
         print(f"written: {args.plot}")
     return 0
-
-
-def _plot_predictions(law, scheds: dict[str, Any], path: str, model_size: float | None) -> None:
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from ..plotting import _COLORS
-    from .schedules import as_lrs
-
-    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
-    ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    for i, (name, s) in enumerate(scheds.items()):
-        lr = as_lrs(s)
-        pred = law.predict(lr, model_size=model_size)
-        w = max(1, lr.size // 20)
-        x = np.arange(1, lr.size + 1)
-        ax.plot(x[w:], pred[w:], color=_COLORS[i % len(_COLORS)], label=name)
-        ax_lr.plot(x, lr, color=_COLORS[i % len(_COLORS)])
-    ax.set_ylabel("predicted loss")
-    ax.legend(fontsize=7)
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("LR")
-    fig.savefig(path, dpi=120)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
@@ -349,18 +326,9 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     curves = collect_mod.collect(scheds, model=model, batch_size=args.batch_size, eval_every=args.eval_every,
                                  n_eval=args.n_eval, n_train=args.n_train, seed=args.seed,
                                  out=out / "curves.json", log=log)
-    from matplotlib.figure import Figure
+    from .plots import plot_curves
 
-    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    for c in curves:
-        ax.plot(c.steps, c.losses, lw=1, label=c.name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("held-out loss")
-    ax.set_ylim(min(c.losses.min() for c in curves) - 0.02, float(sorted(c.losses[len(c.losses) // 5]
-                                                                         for c in curves)[-1]))
-    ax.legend(fontsize=6, ncol=2)
-    fig.savefig(out / "curves.png", dpi=120)
+    plot_curves(curves, path=out / "curves.png")
     print(f"written: {out / 'curves.json'}, {out / 'curves.png'}")
     for c in curves:
         print(f"  {c.name:22s} final held-out loss {c.final_loss:.4f}")

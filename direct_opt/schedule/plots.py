@@ -63,6 +63,43 @@ def plot_optimum(opt: ScheduleOptimum, *, measured: Mapping[str, tuple[Sequence[
     return _finish(fig, path)
 
 
+def plot_predictions(law: LossLaw, schedules: Mapping[str, Any], *, model_size: float | None = None,
+                     path: str | Path | None = None) -> Figure:
+    """The law's predicted loss curve of each named schedule (first 5 % of steps left out) above its LR."""
+    from .schedules import as_lrs
+
+    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
+    ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    for i, (name, s) in enumerate(schedules.items()):
+        lr = as_lrs(s)
+        pred = law.predict(lr, model_size=model_size)
+        x = np.arange(1, lr.size + 1)
+        w = max(1, lr.size // 20)
+        ax.plot(x[w:], pred[w:], color=_COLORS[i % len(_COLORS)], label=name)
+        ax_lr.plot(x, lr, color=_COLORS[i % len(_COLORS)])
+    ax.set_ylabel("predicted loss")
+    ax.legend(fontsize=7)
+    ax_lr.set_xlabel("step")
+    ax_lr.set_ylabel("LR")
+    return _finish(fig, path)
+
+
+def plot_curves(curves: Sequence[Curve], *, path: str | Path | None = None) -> Figure:
+    """Observed loss against step, one line per curve (y range from the best loss to the
+    worst loss a fifth of the way in, so the annealing differences are visible)."""
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    for i, c in enumerate(curves):
+        ax.plot(c.steps, c.losses, lw=1, color=_COLORS[i % len(_COLORS)], label=c.name)
+    lo = min(float(c.losses.min()) for c in curves)
+    hi = max(float(c.losses[len(c.losses) // 5]) for c in curves)
+    ax.set_ylim(lo - 0.02, max(hi, lo + 0.05))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=6, ncol=2)
+    return _finish(fig, path)
+
+
 def plot_schedules(schedules: Mapping[str, Any], *, path: str | Path | None = None) -> Figure:
     """LR against step for named schedules (objects or per-step arrays)."""
     from .schedules import as_lrs

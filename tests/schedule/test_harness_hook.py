@@ -1,6 +1,5 @@
 """The evaluation harness anneals with any schedule object and weighs selection against schedule."""
 
-import numpy as np
 import pytest
 
 from direct_opt.errors import InvalidInputError, InvalidParameterError
