@@ -87,3 +87,26 @@ def test_optimize_input_errors():
     with pytest.raises(InvalidParameterError, match="total_steps"):
         optimize(TRUTH, 1)
     assert "multi-power" in LAWS
+
+
+def test_a_law_with_the_peak_lr_capability_gets_the_peak_searched():
+    from direct_opt.schedule.laws import LossLaw, Param
+
+    class PeakLaw(LossLaw):
+        """Toy law with an interior optimum at peak 1: L = L0 + (max η - 1)² - 0.01·Σ Δ."""
+
+        name = "toy-peak"
+        PARAMS = (Param("L0", 0.0, 10.0),)
+
+        @classmethod
+        def evaluate(cls, theta, prepared, n):
+            _, eta, idx = prepared
+            return theta[0] + (eta.max() - 1.0) ** 2 - 0.01 * (eta.max() - eta[idx])
+
+    LAWS.add("toy-peak", PeakLaw, capabilities={"peak_lr": True})
+    try:
+        opt = optimize(PeakLaw({"L0": 1.0}), 50, peak_lr=[0.5, 1.0, 2.0], shapes=["linear"], ratios=[0.2, 0.5],
+                       free_form=False)
+        assert opt.best_grid.peak_lr == 1.0 and opt.grid.shape == (3, 1, 2)
+    finally:
+        LAWS.remove("toy-peak")
