@@ -60,7 +60,7 @@ def _lcp(a: np.ndarray, b: np.ndarray) -> int:
 
 def collect(schedules: Sequence[Any] | None = None, *, total_steps: int = DEFAULT_STEPS,
             peak_lr: float = DEFAULT_PEAK_LR, warmup_steps: int = DEFAULT_WARMUP, model: dict[str, Any] | None = None,
-            batch_size: int = 16, eval_every: int = 10, n_eval: int = 256, n_train: int = 8192, data_seed: int = 0,
+            batch_size: int = 16, eval_every: int = 10, n_eval: int = 128, n_train: int = 8192, data_seed: int = 0,
             seed: int = 0, weight_decay: float = 0.1, grad_clip: float | None = 1.0, out: Any = None,
             log: Callable[[str], None] | None = None) -> list[Curve]:
     """Train TinyGPT under each schedule; returns one :class:`Curve` per schedule (same order).
