@@ -118,7 +118,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: in
     work = out / "work" / f"{'quick' if quick else 'default'}-seed{seed}"
     t_start = time.perf_counter()
     setup = prepare(cfg["corpus"], data_seed=cfg["data_seed"], quick=quick, lr=cfg["lr"], cache_dir=work,
-                    log=say)
+                    log=say, progress=progress)
     t_setup = time.perf_counter() - t_start
     n = int(setup.corpus.pool.shape[0])
     k = max(1, int(math.ceil(cfg["k_fraction"] * n)))

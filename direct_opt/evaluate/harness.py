@@ -41,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
+from ..threads import reproducible
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
 from ..result import _jsonable
@@ -301,6 +302,7 @@ def _run_selector(spec: SelectorSpec, *, k: int, stats: GradientStats | None, mo
     return idx, diag, float(getattr(out, "time_s", elapsed))
 
 
+@reproducible
 def evaluate(
     model: Any,
     loss_fn: Callable[..., torch.Tensor],

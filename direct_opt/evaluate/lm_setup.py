@@ -77,6 +77,7 @@ def prepare(
     warmup_steps: int = 20,
     cache_dir: str | Path | None = None,
     log: Any = None,
+    progress: bool = False,
 ) -> LMSetup:
     """Build the corpus and pretrain TinyGPT (stable phase, constant LR after warmup).
 
@@ -91,6 +92,7 @@ def prepare(
         cache_dir: if given, the checkpoint is stored as ``cache_dir/checkpoint.pt`` and reused
             when the corpus and settings match.
         log: callable(str) for progress lines (default: silent).
+        progress: show a progress bar while pretraining.
     """
     say = log or (lambda s: None)
     t0 = time.perf_counter()
@@ -122,7 +124,7 @@ def prepare(
     if state is None:
         say(f"pretraining TinyGPT ({TinyGPT(mcfg).num_parameters()} parameters) for {steps} steps at lr={lr} ...")
         state = pretrain(TinyGPT(mcfg, seed=data_seed), c.pretrain, steps=steps, lr=lr, batch_size=batch_size,
-                         seed=data_seed, ema_decay=ema_decay, warmup_steps=warmup_steps)
+                         seed=data_seed, ema_decay=ema_decay, warmup_steps=warmup_steps, progress=progress)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".pt.tmp")

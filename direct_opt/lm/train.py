@@ -22,8 +22,10 @@ from typing import Mapping
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, UnknownNameError
+from ..threads import reproducible
 from .loss import lm_loss
 from .model import GPTConfig, TinyGPT
 
@@ -168,6 +170,7 @@ def _make_optimizer(model: nn.Module, lr: float, betas=DEFAULT_BETAS,
                              foreach=False)
 
 
+@reproducible
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, data: Tensor, batch_size: int = 256) -> float:
     """Mean per-sample next-byte loss (nats/byte) of ``model`` on ``data`` (N, T+1).
@@ -185,6 +188,7 @@ def evaluate_loss(model: nn.Module, data: Tensor, batch_size: int = 256) -> floa
     return float(total / data.shape[0])
 
 
+@reproducible
 def pretrain(
     model: TinyGPT,
     data: Tensor,
@@ -197,12 +201,15 @@ def pretrain(
     warmup_steps: int = 0,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     grad_clip: float | None = 1.0,
+    progress: bool = False,
 ) -> TrainState:
     """The stable phase: AdamW at constant ``lr`` (after an optional linear warmup).
 
     Trains ``model`` in place on minibatches of ``data`` (N, seq_len+1) and keeps an
     EMA of the weights, ema <- d*ema + (1-d)*theta after every step (``ema_decay`` = d).
     Returns a detached :class:`TrainState` checkpoint (model, optimizer, EMA).
+    ``progress=True`` shows a progress bar with the running training loss.
+    Runs at a fixed torch thread count (:mod:`direct_opt.threads`): the same bits on any machine.
     """
     cfg = model.config
     data = _check_data(data, cfg, "pretraining data")
@@ -219,6 +226,7 @@ def pretrain(
         opt = _make_optimizer(model, lr, weight_decay=weight_decay)
         params = [p for p in model.parameters()]
         ema = [p.detach().clone() for p in params]
+        bar = tqdm(total=steps, desc="pretraining", unit="step", disable=not progress, dynamic_ncols=True)
         for step in range(steps):
             cur = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
             loss = train_step(model, opt, data[stream.next()], cur, params, grad_clip)
@@ -226,6 +234,9 @@ def pretrain(
                 for e, p in zip(ema, params):
                     e.lerp_(p.detach(), 1.0 - ema_decay)
             losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            bar.update()
+        bar.close()
         for g in opt.param_groups:
             g["lr"] = lr
     model.eval()
@@ -239,6 +250,7 @@ def pretrain(
     )
 
 
+@reproducible
 def anneal(
     model_state: Mapping[str, Tensor],
     optim_state: dict | None,

@@ -1,0 +1,39 @@
+"""direct_opt.threads: the reproducible computations run at one fixed torch thread count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from direct_opt.errors import InvalidParameterError
+from direct_opt.extract import ExtractConfig
+from direct_opt.threads import REPRODUCIBLE_THREADS, reproducible, torch_threads
+
+
+def test_torch_threads_sets_and_restores_the_count():
+    before = torch.get_num_threads()
+    with torch_threads(3):
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    with torch_threads(None):  # None leaves the setting alone
+        assert torch.get_num_threads() == before
+
+
+def test_reproducible_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    seen = []
+
+    @reproducible
+    def body():
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        body()
+    assert seen == [REPRODUCIBLE_THREADS] and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_extract_config_rejects_a_bad_thread_count(bad):
+    with pytest.raises(InvalidParameterError, match="threads"):
+        ExtractConfig(threads=bad).validate()
