@@ -1,4 +1,4 @@
-"""GradientStats: the solver-facing summary of per-sample gradients (DESIGN §1.1).
+"""GradientStats: the solver-facing summary of per-sample gradients (docs/math.md, "Gradient statistics").
 
 In memory it is a handful of arrays; on disk it is a directory holding one ``.npy``
 file per array plus ``manifest.json`` (format version, shapes, dtypes, SHA-256

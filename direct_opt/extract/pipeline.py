@@ -1,4 +1,4 @@
-"""extract_stats: model + data -> GradientStats (DESIGN §1.1, §1.3).
+"""extract_stats: model + data -> GradientStats (docs/math.md, docs/extract.md).
 
 Order: validation pass (curvature, saved) -> pool batches (sketches, one shard per batch)
 -> eigen-coordinates, elbow split and stiff costs -> GradientStats (saved to out_dir/stats).
