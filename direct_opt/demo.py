@@ -106,8 +106,12 @@ def demo_config(quick: bool, seed: int, n_seeds: int | None, backends: Sequence[
 
 def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
              backends: Sequence[str] = DEFAULT_BACKENDS, less: bool = True, progress: bool = True,
-             log: Any = print) -> dict[str, Any]:
-    """Run the demo and write its files into ``out``; returns the results.json dict."""
+             log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the demo and write its files into ``out``; returns (results.json, timings.json) dicts.
+
+    results.json holds no timing and no absolute path, so it is byte-identical on every machine
+    and thread count for the same settings; timings go to timings.json.
+    """
     from .evaluate import AnnealSchedule, evaluate, prepare
     from .extract import ExtractConfig
     from .lm import TinyGPT, lm_loss
@@ -116,10 +120,9 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: in
     cfg = demo_config(quick, seed, n_seeds, backends, less)
     out = Path(out)
     work = out / "work" / f"{'quick' if quick else 'default'}-seed{seed}"
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     setup = prepare(cfg["corpus"], data_seed=cfg["data_seed"], quick=quick, lr=cfg["lr"], cache_dir=work,
                     log=say, progress=progress)
-    t_setup = time.perf_counter() - t_start
     n = int(setup.corpus.pool.shape[0])
     k = max(1, int(math.ceil(cfg["k_fraction"] * n)))
     say(f"selecting K={k} of N={n} pool samples with {len(cfg['selectors'])} methods, seeds {cfg['seeds']}; "
@@ -136,16 +139,18 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: in
     t_eval = time.perf_counter() - t1
     n_params = TinyGPT(setup.state.config).num_parameters()
     res = build_results(report, {**setup.info, "n_parameters": n_params}, cfg, k)
-    res["time_s"] = {"setup": t_setup, "pretrain": setup.info["time_s"]["pretrain"],
-                     "extract": (report.stats_info or {}).get("extract_time_s"), "evaluate": t_eval,
-                     "total": time.perf_counter() - t_start}
-    res["files"] = write_outputs(out, report, res)
-    from .evaluate import write_json_atomic
-
-    write_json_atomic(out / "results.json", res)
-    return res
-
-
+    timings = {
+        "note": "wall-clock seconds of this run (not part of results.json: they vary with the machine and its load)",
+        "phases": {"corpus": setup.info["time_s"]["corpus"], "pretrain": setup.info["time_s"]["pretrain"],
+                   "extract": (report.stats_info or {}).get("extract_time_s"),
+                   "select_and_anneal": t_eval - ((report.stats_info or {}).get("extract_time_s") or 0.0),
+                   "total": time.perf_counter() - t_start},
+        "cpu_s": time.process_time() - cpu_start,
+        "solve_time_s": {lab: {str(s): report.run(lab, s)["selection_time_s"] for s in report.seeds}
+                         for lab in report.labels},
+    }
+    res["files"] = write_outputs(out, report, res, timings)
+    return res, timings
 def _mean(xs: Sequence[Any]) -> float | None:
     v = [float(x) for x in xs if x is not None and not isinstance(x, str) and math.isfinite(float(x))]
     return sum(v) / len(v) if v else None
@@ -179,7 +184,6 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
             "test_loss_after_std": s["test"]["std"],
             "diff_test_vs_random": s["diff_test_vs_baseline"],
             "diff_val_vs_random": s["diff_val_vs_baseline"],
-            "solve_time_s": _mean([r["selection_time_s"] for r in runs]),
             "objective": _mean([p.get("objective") for p in prog]),
             "upper_bound": prog[0].get("upper_bound"),
             "certified_ratio": _mean([p.get("certified_ratio") for p in prog]),
@@ -196,8 +200,8 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
             "per_seed": [{"seed": int(r["seed"]), "val_before": r["before"]["val"], "val_after": r["final"]["val"],
                           "test_before": r["before"]["test"], "test_after": r["final"]["test"],
                           "objective": (r.get("program") or {}).get("objective"),
-                          "certified_ratio": (r.get("program") or {}).get("certified_ratio"),
-                          "solve_time_s": r["selection_time_s"]} for r in runs],
+                          "certified_ratio": (r.get("program") or {}).get("certified_ratio")}
+                         for r in runs],
         }
         selections[lab] = {str(r["seed"]): [int(i) for i in r["indices"]] for r in runs}
     sizes = {**setup_info["sizes"], "k": k, "k_sketch": cfg["extract"]["k_sketch"]}
@@ -209,7 +213,8 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
         "config": cfg, "seed": cfg["data_seed"], "seeds": list(report.seeds), "sizes": sizes,
         "target_group": report.target_group, "model": setup_info["model"], "pretrain": setup_info["pretrain"],
         "pretrain_last_loss": setup_info.get("pretrain_last_loss"),
-        "stats": report.stats_info, "methods": methods, "ranking": report.ranking,
+        "stats": {k: v for k, v in (report.stats_info or {}).items() if k != "extract_time_s"} or None,
+        "methods": methods, "ranking": report.ranking,
         "verdict": verdict(report), "verdicts": {lab: report.verdict(lab) for lab in report.labels if lab != "random"},
         "selections": selections,
         "units": "losses: mean next-byte cross-entropy in nats/byte (lower is better); objective: ||G x||^2",
@@ -217,7 +222,11 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
 
 
 def verdict(report: Any) -> str:
-    """One honest line: did any DiReCT backend beat random on held-out test loss?"""
+    """One honest line: did any DiReCT backend beat random on held-out test loss?
+
+    "beat" only when the 95% interval of the paired difference lies below 0; a lower mean whose
+    interval includes 0 (or a single seed, no interval) is reported as not shown.
+    """
     direct = [l for l in report.labels if _kind(l) == "direct"]
     if not direct or report.baseline != "random":
         return f"lowest held-out test loss: {report.winner}."
@@ -227,18 +236,22 @@ def verdict(report: Any) -> str:
     n = d["n"]
     ci = (f", 95% CI [{d['low']:+.4f}, {d['high']:+.4f}]" if d.get("low") is not None
           else ", single seed: no interval, not conclusive")
-    winners = [l for l in direct if diffs[l]["mean"] < 0]
     tail = f" Lowest test loss overall: {report.winner}."
-    if not winners:
-        worse = sum(bool(diffs[l].get("significant")) for l in direct)
-        sig = f" {worse} of {len(direct)} significantly worse (95% CI excludes 0);" if d.get("low") is not None else ""
-        return (f"VERDICT: DiReCT did NOT beat random here: all {len(direct)} DiReCT backends ended with a higher "
-                f"held-out test loss than a random selection of the same size;{sig} closest: {best}, "
-                f"{d['mean']:+.4f} nats/byte{ci}; n={n} seed(s).{tail}")
-    sig = [l for l in winners if diffs[l].get("significant")]
-    how = (f"significantly for {', '.join(sig)}" if sig else "but no interval excludes 0 (not significant)")
-    return (f"VERDICT: {len(winners)} of {len(direct)} DiReCT backends beat random on held-out test loss, {how} "
-            f"(best: {best}, {d['mean']:+.4f} nats/byte{ci}; n={n} seed(s)).{tail}")
+    winners = [l for l in direct if diffs[l]["mean"] < 0 and diffs[l].get("significant")]
+    lower = [l for l in direct if diffs[l]["mean"] < 0]
+    if winners:
+        return (f"VERDICT: {len(winners)} of {len(direct)} DiReCT backends beat random on held-out test loss "
+                f"(95% CI below 0): {', '.join(winners)} (best: {best}, {d['mean']:+.4f} nats/byte{ci}; "
+                f"n={n} seed(s)).{tail}")
+    if lower:
+        return (f"VERDICT: DiReCT is NOT shown to beat random here: {len(lower)} of {len(direct)} DiReCT backends "
+                f"ended with a lower mean held-out test loss than random, but no 95% CI excludes 0 "
+                f"(best: {best}, {d['mean']:+.4f} nats/byte{ci}; n={n} seed(s)).{tail}")
+    worse = sum(bool(diffs[l].get("significant")) for l in direct)
+    sig = f" {worse} of {len(direct)} significantly worse (95% CI excludes 0);" if d.get("low") is not None else ""
+    return (f"VERDICT: DiReCT did NOT beat random here: all {len(direct)} DiReCT backends ended with a higher "
+            f"held-out test loss than a random selection of the same size;{sig} closest: {best}, "
+            f"{d['mean']:+.4f} nats/byte{ci}; n={n} seed(s).{tail}")
 
 
 def _f(x: Any, nd: int = 4) -> str:
@@ -247,8 +260,8 @@ def _f(x: Any, nd: int = 4) -> str:
     return f"{float(x):.{nd}f}"
 
 
-def table(res: dict[str, Any]) -> str:
-    """Markdown table of the demo results (one row per method)."""
+def table(res: dict[str, Any], timings: dict[str, Any] | None = None) -> str:
+    """Markdown table of the demo results (one row per method); select times from ``timings``."""
     head = ["method", "val before", "val after", "test after", "Δ test vs random", "select time (s)",
             "DiReCT objective f", "f / UB", "in budget", "frac target", "frac degraded"]
     rows = []
@@ -261,7 +274,7 @@ def table(res: dict[str, Any]) -> str:
         else:
             dtxt = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + (" *" if d.get("significant") else "")
         rows.append([lab, _f(m["val_loss_before"]), _f(m["val_loss_after"]), _f(m["test_loss_after"]), dtxt,
-                     _f(m["solve_time_s"], 3), _f(m["objective"], 1), _f(m["certified_ratio"], 3),
+                     _f(_solve_time(timings, lab), 3), _f(m["objective"], 1), _f(m["certified_ratio"], 3),
                      "yes" if m["budget_ok"] else "no", _f(m["target_fraction"], 3), _f(m["degraded_fraction"], 3)])
     sz = res["sizes"]
     notes = (f"pool N={sz['n_pool']}, K={sz['k']}, val {sz['n_val']}, test {sz['n_test']}, seeds {res['seeds']}; "
@@ -274,27 +287,43 @@ def table(res: dict[str, Any]) -> str:
     return notes + "\n\n" + "\n".join(lines)
 
 
-def write_outputs(out: Path, report: Any, res: dict[str, Any]) -> dict[str, str]:
-    """selections.json, table.md, demo.png, backends.png; returns name -> path."""
+def _solve_time(timings: dict[str, Any] | None, label: str) -> float | None:
+    per_seed = ((timings or {}).get("solve_time_s") or {}).get(label)
+    return _mean(list(per_seed.values())) if per_seed else None
+
+
+def stats_dir(res: dict[str, Any], out: str | Path) -> Path:
+    """Where the demo's gradient statistics of the pool are (under ``out``)."""
+    return Path(out) / "work" / f"{'quick' if res['config']['quick'] else 'default'}-seed{res['seed']}" / "eval" / \
+        "extract" / "stats"
+
+
+def write_outputs(out: Path, report: Any, res: dict[str, Any], timings: dict[str, Any]) -> dict[str, str]:
+    """results.json, timings.json, selections.json, table.md, demo.png, backends.png.
+
+    Returns name -> file name (relative to ``out``; results.json records it).
+    """
     from .evaluate import write_json_atomic
     from .plotting import plot_backend_comparison, save_eval_figure
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {"results": str(out / "results.json"), "selections": str(out / "selections.json"),
-             "table": str(out / "table.md"), "plot": str(out / "demo.png")}
+    files = {"results": "results.json", "timings": "timings.json", "selections": "selections.json",
+             "table": "table.md", "plot": "demo.png"}
     write_json_atomic(out / "selections.json", {
         "format": "direct_opt.demo_selections", "k": res["sizes"]["k"], "n_pool": res["sizes"]["n_pool"],
         "seeds": res["seeds"], "selections": res["selections"]})
-    (out / "table.md").write_text(table(res) + "\n\n" + res["verdict"] + "\n")
+    write_json_atomic(out / "timings.json", timings)
+    (out / "table.md").write_text(table(res, timings) + "\n\n" + res["verdict"] + "\n")
     save_eval_figure(report.to_dict(), out / "demo.png")
     direct = {lab: {"objective": m["objective"], "upper_bound": m["upper_bound"],
-                    "certified_ratio": m["certified_ratio"], "time_s": m["solve_time_s"]}
+                    "certified_ratio": m["certified_ratio"], "time_s": _solve_time(timings, lab)}
               for lab, m in res["methods"].items() if m["kind"] == "direct"}
     if direct:
         plot_backend_comparison(direct, path=out / "backends.png",
                                 title=f"DiReCT backends on the demo program (N={res['sizes']['n_pool']}, "
                                       f"K={res['sizes']['k']})")
-        files["backends_plot"] = str(out / "backends.png")
+        files["backends_plot"] = "backends.png"
+    write_json_atomic(out / "results.json", {**res, "files": files})
     return files
 
 
@@ -304,16 +333,23 @@ def run(args: argparse.Namespace) -> int:
 
     backends = parse_backends(args.backends)
     t0 = time.perf_counter()
-    res = run_demo(args.out, quick=args.quick, seed=args.seed, n_seeds=args.n_seeds, backends=backends,
-                   less=not args.no_less, progress=not args.quiet)
+    res, timings = run_demo(args.out, quick=args.quick, seed=args.seed, n_seeds=args.n_seeds, backends=backends,
+                            less=not args.no_less, progress=not args.quiet)
+    out = Path(args.out)
     print()
-    print(table(res))
+    print(table(res, timings))
     print()
     print(res["verdict"])
     for lab, line in res["verdicts"].items():
         if res["methods"][lab]["kind"] == "peer":
             print(line)
-    print(f"written: {', '.join(res['files'].values())}")
-    print(f"total time {time.perf_counter() - t0:.1f}s")
+    print(f"\nwritten to {out}/: {', '.join(res['files'].values())}")
+    stats = stats_dir(res, out)
+    print(f"gradient statistics of the pool: {stats}\n"
+          f"  re-solve them yourself: direct-opt solve --stats {stats} -k {res['sizes']['k']} --backend greedy\n"
+          "on your own data: compute stats of your model and pool with direct_opt.extract.extract_stats "
+          "(or `direct-opt extract` for a Hugging Face model), then `direct-opt solve --stats DIR -k K`; "
+          "see docs/getting-started.md.")
+    print(f"total time {time.perf_counter() - t0:.1f}s wall, {timings['cpu_s']:.1f}s CPU")
     sys.stdout.flush()
     return 0

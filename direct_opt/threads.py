@@ -1,15 +1,17 @@
-"""One fixed torch CPU thread count for every computation whose numbers we promise.
+"""One fixed CPU thread count for every computation whose numbers we promise.
 
 A floating-point sum depends on its order. torch's CPU kernels split the summed dimension of
 some operations across the intra-op threads (MKL's GEMM does so for tall-skinny products such
 as the sketch ``g @ R^T`` and weight gradients; parallel reductions split long sums into one
-partial sum per thread), so with the default thread count (= the number of cores) the last bits
-of a sketch, a loss or a trained weight depend on the machine's core count, and the difference
-grows through training.
+partial sum per thread), and a threaded BLAS does the same inside LAPACK's eigendecomposition
+(whose eigenvectors for a repeated eigenvalue, e.g. the null space of a low-rank Fisher, are
+then a different basis). With the default thread count (= the number of cores) the last bits
+of a sketch, an eigenbasis, a loss or a trained weight would depend on the machine's core
+count, and the difference grows through training.
 
 Gradient extraction (:func:`direct_opt.extract.extract_stats`), pretraining, annealing and
 loss evaluation (:mod:`direct_opt.lm.train`) therefore run at :data:`REPRODUCIBLE_THREADS`
-intra-op threads and restore the caller's setting afterwards. The same inputs and seed then
+intra-op threads and BLAS threads and restore the caller's settings afterwards. The same inputs and seed then
 give the same bits on any core count and any ``torch.set_num_threads`` / ``OMP_NUM_THREADS``
 setting. CPUs with another instruction set (e.g. AVX2 vs AVX-512) may still differ in the last
 bits, because MKL picks its kernels by instruction set. ``ExtractConfig(threads=None)`` opts
@@ -28,31 +30,38 @@ REPRODUCIBLE_THREADS = 1
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_depth = 0  # > 0 inside a fixed_threads block (nested blocks change nothing)
+
+
 @contextlib.contextmanager
-def torch_threads(n: int | None = REPRODUCIBLE_THREADS) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)``; restore the previous count after.
-
-    ``n=None`` leaves torch's setting alone.
+def fixed_threads(n: int | None = REPRODUCIBLE_THREADS) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads and ``n`` BLAS threads (numpy's OpenBLAS
+    or MKL, through threadpoolctl); restore the previous counts after. ``n=None`` changes nothing.
     """
-    import torch
-
-    before = torch.get_num_threads()
-    if n is None or n == before:
+    global _depth
+    if n is None or _depth:
         yield
         return
-    torch.set_num_threads(int(n))
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    _depth += 1
     try:
-        yield
+        with threadpool_limits(limits=int(n), user_api="blas"):
+            torch.set_num_threads(int(n))
+            yield
     finally:
         torch.set_num_threads(before)
+        _depth -= 1
 
 
 def reproducible(fn: F) -> F:
-    """Decorator: run ``fn`` under :func:`torch_threads` (:data:`REPRODUCIBLE_THREADS`)."""
+    """Decorator: run ``fn`` under :func:`fixed_threads` (:data:`REPRODUCIBLE_THREADS`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with torch_threads(REPRODUCIBLE_THREADS):
+        with fixed_threads(REPRODUCIBLE_THREADS):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -1,4 +1,4 @@
-"""The evaluation harness: does a selection help after annealing? (DESIGN §4, issue 8)
+"""The evaluation harness: does a selection help after annealing? (docs/evaluation.md)
 
 For every selector and seed the harness
 

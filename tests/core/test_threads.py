@@ -7,15 +7,20 @@ import torch
 
 from direct_opt.errors import InvalidParameterError
 from direct_opt.extract import ExtractConfig
-from direct_opt.threads import REPRODUCIBLE_THREADS, reproducible, torch_threads
+from direct_opt.threads import REPRODUCIBLE_THREADS, reproducible, fixed_threads
 
 
-def test_torch_threads_sets_and_restores_the_count():
+def test_fixed_threads_sets_and_restores_the_count():
+    from threadpoolctl import threadpool_info
+
     before = torch.get_num_threads()
-    with torch_threads(3):
+    with fixed_threads(3):
         assert torch.get_num_threads() == 3
+        assert all(p["num_threads"] == 3 for p in threadpool_info() if p["user_api"] == "blas")  # numpy's BLAS
+        with fixed_threads(1):  # nested: the outer setting holds
+            assert torch.get_num_threads() == 3
     assert torch.get_num_threads() == before
-    with torch_threads(None):  # None leaves the setting alone
+    with fixed_threads(None):  # None leaves the setting alone
         assert torch.get_num_threads() == before
 
 
