@@ -14,14 +14,18 @@ def test_fixed_threads_sets_and_restores_the_count():
     from threadpoolctl import threadpool_info
 
     before = torch.get_num_threads()
-    with fixed_threads(3):
+    torch.set_num_threads(3)
+    try:
+        with fixed_threads(1):
+            assert torch.get_num_threads() == 1
+            assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")  # numpy's BLAS
+            with fixed_threads(2):  # nested: the outer setting holds
+                assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 3
-        assert all(p["num_threads"] == 3 for p in threadpool_info() if p["user_api"] == "blas")  # numpy's BLAS
-        with fixed_threads(1):  # nested: the outer setting holds
+        with fixed_threads(None):  # None leaves the setting alone
             assert torch.get_num_threads() == 3
-    assert torch.get_num_threads() == before
-    with fixed_threads(None):  # None leaves the setting alone
-        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_reproducible_restores_the_count_even_on_error():
