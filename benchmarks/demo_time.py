@@ -1,6 +1,6 @@
 """How long the demo takes: `direct-opt demo --quick` and `direct-opt demo`, wall and CPU time.
 
-    python benchmarks/demo_time.py [--only quick|default] [--json demo_time.json]
+    python benchmarks/demo_time.py [--only quick|default] [--json demo_time.json] [--keep DIR]
 
 Each configuration runs in a fresh child process (its own output directory, so nothing is
 reused from an earlier run) and is timed from outside: wall-clock time, and the CPU time of
@@ -59,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=sorted(PROMISE_S), default=None, help="time one configuration only")
     ap.add_argument("--json", default=None, help="also write the measurements as JSON here")
+    ap.add_argument("--keep", default=None, help="write the demo outputs under DIR/quick and DIR/default and keep "
+                                                 "them (default: a temporary directory, removed afterwards)")
     args = ap.parse_args(argv)
     kinds = [args.only] if args.only else ["quick", "default"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="demo_time_") as tmp:
         for kind in kinds:
-            r = time_demo(kind, Path(tmp) / kind)
+            out = Path(args.keep or tmp) / kind
+            if out.exists():
+                raise SystemExit(f"{out} exists; the benchmark times a fresh run (remove it or pick another --keep).")
+            r = time_demo(kind, out)
             rows.append(r)
             ph = ", ".join(f"{k} {v:.1f}s" for k, v in r["phases_s"].items() if v is not None)
             cpu_ok = "within" if r["cpu_s"] <= r["promise_wall_s"] else "OVER"

@@ -18,11 +18,17 @@ What it does (everything through the evaluation harness, :mod:`direct_opt.evalua
 
 ``--seed S`` fixes the corpus split and pretraining (data seed S) and the evaluation seeds
 S, S+1, ..., S+N-1 (random selection, randomised backends, annealing batch order): the
-output is deterministic given S. Files written to ``DIR`` (default ``direct-opt-demo``):
+output is deterministic given S, and the same on every machine and thread count (the
+computations run at one CPU thread). Run time, measured with ``benchmarks/demo_time.py``
+on a 2-core machine: about 2.6 min of CPU time for the default demo (<= 5 min of
+wall time on an idle 2-core machine) and about 17 s for ``--quick`` (<= 60 s).
+Files written to ``DIR`` (default ``direct-opt-demo``):
 
 * ``results.json``  per method: val/test loss before and after annealing, paired difference
-  to random, solve time, integer objective, upper bound, certified ratio, budget use;
-  plus seeds, sizes, timings and the verdict (format ``direct_opt.demo``, version 1);
+  to random, integer objective, upper bound, certified ratio, budget use; plus seeds,
+  sizes, the gradient-statistics checksum and the verdict (format ``direct_opt.demo``,
+  version 2). No timing and no absolute path: byte-identical wherever it is run;
+* ``timings.json`` wall-clock seconds per phase, CPU seconds and solve time per method;
 * ``selections.json`` the selected pool indices per method and seed;
 * ``demo.png``  loss curves, final losses and paired differences to random;
 * ``backends.png`` objective vs upper bound, certified ratio and time per DiReCT backend;
@@ -41,11 +47,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 FORMAT = "direct_opt.demo"
-VERSION = 1
+VERSION = 2
 DEFAULT_OUT = "direct-opt-demo"
 #: DiReCT backends run by default: the default (sca-exact), the cheap/large-N ones and the
 #: paper-faithful baseline (pga-dykstra). sca-osqp is left out (slow, same optimum as sca-exact).
 DEFAULT_BACKENDS = ("sca-exact", "greedy", "frank-wolfe", "fw-block", "pga-dykstra")
+#: CPU time measured by benchmarks/demo_time.py (quoted in --help and the README).
+MEASURED_CPU = {"default": "2.6 min", "quick": "17 s"}
 #: the sizes of the two presets. Chosen for run time on 2 CPU cores, not for any method.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n_seeds": 2},
@@ -73,10 +81,14 @@ def _pos_int(text: str) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``direct-opt demo``."""
-    p = subparsers.add_parser("demo", help="end-to-end demo on an embedded corpus (no downloads, < 5 min on CPU)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "demo", help=f"end-to-end demo on an embedded corpus (no downloads; about {MEASURED_CPU['default']} of CPU "
+                     "time, <= 5 min on an idle 2-core machine)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    p.add_argument("--quick", action="store_true", help="small configuration (tens of seconds; used by the tests)")
+    p.add_argument("--quick", action="store_true", help=f"small configuration (about {MEASURED_CPU['quick']} of CPU time, <= 60 s; "
+                                                                "used by the tests)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="data/pretraining seed and first evaluation seed")
     p.add_argument("--n-seeds", type=_pos_int, default=None,
                    help=f"evaluation seeds S..S+N-1 (default {PRESETS['default']['n_seeds']}, "

@@ -123,15 +123,16 @@ def plot_eval_curves(report: Any, split: str = "test", ax: Any = None, labels: S
         # a curve identical to an earlier one is drawn dashed on top of it and named in the legend
         dup = same[lab]
         ls = "--" if lab == d.get("baseline") else ((0, (4, 3 + 2 * len(dup))) if dup else "-")
-        name = f"{lab} (= {', '.join(dup)}: identical curve)" if dup else lab
+        name = f"{lab} (= {dup[0]}: identical curve)" if dup else lab
         ax.plot(x, m, color=col, lw=2.4 if not dup else 1.6, label=name, ls=ls, zorder=3 + len(dup))
         if n > 1 and not dup:
             ax.fill_between(x, m - s, m + s, color=col, alpha=0.15, lw=0)
     ax.set_xlabel("annealing step (optimizer updates)")
     ax.set_ylabel(f"{split} loss (nats/byte)")
-    ax.set_title(f"{split.capitalize()} loss during annealing (K={d.get('k')}, mean ± sd over {n} seed(s))")
+    ax.set_title(textwrap.fill(f"{split.capitalize()} loss during annealing (K={d.get('k')}, mean ± sd over {n} "
+                               "seed(s))", 50))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=1, loc="best")
     return _finish(fig, path)
 
 
@@ -174,13 +175,13 @@ def plot_eval_bars(report: Any, split: str = "test", kind: str = "diff", ax: Any
     ax.set_xticklabels(shown, rotation=35, ha="right", fontsize=8)
     if kind == "loss":
         ax.set_ylabel(f"final {split} loss (nats/byte)")
-        ax.set_title(f"Final {split} loss after annealing (mean ± sd, n={n}; axis from 0)")
+        ax.set_title(textwrap.fill(f"Final {split} loss after annealing (mean ± sd, n={n}; axis from 0)", 50))
         ax.set_ylim(bottom=0)  # bars from 0: the differences are read in the paired-difference panel
     else:
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_ylabel(f"Δ {split} loss vs {d['baseline']} (nats/byte)")
         ci = f"{level}% t-interval" if n > 1 else "single seed, no interval"
-        ax.set_title(f"Paired difference to {d['baseline']} (< 0 is better; {ci}, n={n})")
+        ax.set_title(textwrap.fill(f"Paired difference to {d['baseline']} (< 0 is better; {ci}, n={n})", 50))
     ax.grid(alpha=0.3, axis="y")
     return _finish(fig, path)
 
@@ -262,8 +263,9 @@ def plot_backend_comparison(results: Any, path: str | Path | None = None, title:
     num = lambda v: np.nan if v is None or isinstance(v, str) else float(v)  # noqa: E731
     obj = [num(f["objective"]) for _, f in items]
     ub = [num(f["upper_bound"]) for _, f in items]
-    # log scale: a loose bound (often 100x the objective) and the objectives stay readable together
-    axs[0].bar(x, obj, color=cols, alpha=0.85, label="integer objective f(x)")
+    # log scale, points not bars (a bar on a log axis has no meaningful base): a loose bound (often
+    # 100x the objective) and the objectives stay readable together
+    axs[0].scatter(x, obj, s=90, color=cols, zorder=3, label="integer objective f(x)")
     axs[0].scatter(x, ub, marker="_", s=400, color="black", label="upper bound on the optimum")
     positive = [v for v in obj + ub if np.isfinite(v) and v > 0]
     if positive:
@@ -271,24 +273,25 @@ def plot_backend_comparison(results: Any, path: str | Path | None = None, title:
         axs[0].set_ylim(min(positive) / 3, max(positive) * 3)
     axs[0].set_ylabel("f(x) = ‖G x‖² (sketched gradient units², log scale)")
     axs[0].set_title("Objective of the selection and the bound")
-    axs[0].legend(fontsize=8, loc="lower right")
+    axs[0].legend(fontsize=8, loc="center right")
     same = _same_groups({n: (f["objective"], f["certified_ratio"]) for n, f in items})
-    for i, n in enumerate(names):  # a backend tying an earlier one is marked (its bar would hide nothing)
+    for i, n in enumerate(names):  # a backend tying an earlier one is marked
         if same[n] and np.isfinite(obj[i]):
             axs[0].annotate(f"= {same[n][0]}", (x[i], obj[i]), ha="center", va="bottom", fontsize=7,
-                            xytext=(0, 2), textcoords="offset points")
+                            xytext=(0, 7), textcoords="offset points")
     ratio = [num(f["certified_ratio"]) for _, f in items]
     axs[1].bar(x, ratio, color=cols, alpha=0.85)
     top = max([v for v in ratio if np.isfinite(v)] or [1.0])
-    axs[1].set_ylim(0, min(1.05, 1.3 * top) if top > 0 else 1.05)  # zoomed to the ratios, from 0
+    axs[1].set_ylim(0, min(1.05, 1.7 * top) if top > 0 else 1.05)  # zoomed to the ratios, from 0
     for i, v in enumerate(ratio):
         if np.isfinite(v):
             axs[1].annotate(f"{v:.3f}", (x[i], v), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                             textcoords="offset points")
     axs[1].set_ylabel("certified ratio f(x) / upper bound (≤ 1)")
     axs[1].set_title("Certified quality (higher is better)")
-    axs[1].text(0.02, 0.98, "f / UB ≥ ratio of the optimum reached.\nA low ratio mostly means a loose bound\n"
-                "(it assumes perfectly aligned gradients),\nnot necessarily a poor selection.",
+    axs[1].text(0.02, 0.98, "f / optimum ≥ f / UB: a guaranteed fraction of the optimum.\n"
+                "A low ratio mostly means a loose bound (it assumes\nperfectly aligned gradients), "
+                "not necessarily a poor selection.",
                 transform=axs[1].transAxes, va="top", fontsize=7, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     t = [num(f["time_s"]) for _, f in items]
     axs[2].bar(x, t, color=cols, alpha=0.85)

@@ -98,6 +98,7 @@ def prepare(
     t0 = time.perf_counter()
     kw = {"n_pool": n_pool, "n_val": n_val, "n_test": n_test, "n_pretrain": n_pretrain,
           "target_domain": target_domain}
+    say(f"building the {corpus} corpus from local Python sources (a few seconds) ...")
     c = build_corpus(corpus, seed=data_seed, quick=quick, **kw)
     t_corpus = time.perf_counter() - t0
     say(f"corpus {corpus}: pool {tuple(c.pool.shape)}, val {tuple(c.val.shape)}, test {tuple(c.test.shape)}, "

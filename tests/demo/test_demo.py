@@ -190,3 +190,13 @@ def test_seed_sets_data_seed_and_evaluation_seeds():
     assert cfg["data_seed"] == 5 and cfg["seeds"] == [5, 6, 7]
     assert cfg["selectors"] == ["random", "direct:backend=greedy"]
     assert demo_config(quick=True, seed=2, n_seeds=1, backends=[])["seeds"] == [2]
+
+
+def test_help_quotes_the_measured_run_time(capsys):
+    from direct_opt.demo import MEASURED_CPU
+
+    assert main(["demo", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for kind in ("default", "quick"):
+        assert f"about {MEASURED_CPU[kind]} of CPU time" in text or f"about {MEASURED_CPU[kind]} for" in text
+    assert "<= 5 min" in text and "<= 60 s" in text

@@ -103,9 +103,11 @@ def test_one_colour_per_method_in_every_plot(results):
     assert len({plotting.method_color(n) for n in known}) == len(known)
     assert plotting.method_color("my-new-backend") == plotting.method_color("my-new-backend")  # stable
     fig = plotting.plot_backend_comparison(results)
-    for ax in fig.axes:  # the same backend has the same colour in every panel, whatever its position
-        bars = ax.patches[:len(results)]
-        assert [to_hex(b.get_facecolor()[:3]) for b in bars] == [plotting.method_color(n) for n in results]
+    want = [plotting.method_color(n) for n in results]
+    # the same backend has the same colour in every panel, whatever its position
+    assert [to_hex(c[:3]) for c in fig.axes[0].collections[0].get_facecolor()] == want  # objective points
+    for ax in fig.axes[1:]:
+        assert [to_hex(b.get_facecolor()[:3]) for b in ax.patches[:len(results)]] == want
     fig = plotting.plot_objective_vs_time(dict(reversed(list(results.items()))))
     for coll in fig.axes[0].collections:
         name = coll.get_label().split(" ")[0]
