@@ -517,7 +517,8 @@ def plot_sweep(x: Sequence[float], panels: Mapping[str, Sequence[float]], xlabel
 
     Args:
         x: (n,) parameter values (e.g. τ_rel or the elbow energy).
-        panels: ``{y-axis label (with units): (n,) values}``; NaN values are gaps.
+        panels: ``{y-axis label (with units): (n,) values}``; NaN values are gaps. A panel whose
+            values all lie in [0, 1] (a fraction, an overlap) is drawn on a 0–1 axis.
         xlabel: the parameter's name and units.
         mark: a reference value of the parameter (e.g. the default), drawn dashed.
         logx: log-scale x axis.
@@ -532,6 +533,9 @@ def plot_sweep(x: Sequence[float], panels: Mapping[str, Sequence[float]], xlabel
         if y.shape != x.shape:
             raise ValueError(f"panel {label!r} has {y.size} values for {x.size} parameter values.")
         ax.plot(x, y, marker="o", color=_COLORS[i % len(_COLORS)])
+        fin = y[np.isfinite(y)]
+        if fin.size and fin.min() >= 0 and fin.max() <= 1:  # a fraction / overlap: its whole 0-1 range, no zoom
+            ax.set_ylim(0, 1.05)
         if mark is not None:
             ax.axvline(mark, color="black", ls="--", lw=1, label=f"default {mark:g}")
             ax.legend(fontsize=7)

@@ -175,6 +175,8 @@ def test_sweep_panels_do_not_overlap_their_labels():
                               xlabel="τ_rel (stiff budget relative to mean(a)·K); gaps = infeasible", mark=0.1,
                               logx=True)
     assert not _overlapping_texts(fig)
+    fig = plotting.plot_sweep([1, 2, 3], {"budget used (fraction)": [0.997, 0.998, 0.9986]}, xlabel="x")
+    assert fig.axes[0].get_ylim() == (0, 1.05)  # a fraction is not zoomed into its noise
     fig = plotting.plot_sweep([0.5, 0.7, 0.8, 0.9, 0.945, 0.98, 0.995], {"k*": range(7), "f": range(7)},
                               xlabel="elbow cumulative-energy threshold; gaps = infeasible", mark=0.945)
     assert not _overlapping_texts(fig)
