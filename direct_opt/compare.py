@@ -27,13 +27,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .defaults import COMPARE_BACKENDS
+
 FORMAT = "direct_opt.compare"
 VERSION = 1
 #: default order: the default backend first (the Jaccard reference), the paper-faithful one last.
-#: compared when --backends is not given. sca-osqp (the general cvxpy backend) is left out: it is
-#: slow on the standard program (most of the run time at N = 5000) and meant for constraints only
-#: cvxpy can express; add it with --backends.
-DEFAULT_BACKENDS = ("sca-exact", "frank-wolfe", "fw-block", "greedy", "random", "pga-dykstra")
+DEFAULT_BACKENDS = COMPARE_BACKENDS
 
 
 def add_parser(subparsers: Any) -> None:
