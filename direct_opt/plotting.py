@@ -270,10 +270,11 @@ def plot_backend_comparison(results: Any, path: str | Path | None = None, title:
     positive = [v for v in obj + ub if np.isfinite(v) and v > 0]
     if positive:
         axs[0].set_yscale("log")
-        axs[0].set_ylim(min(positive) / 3, max(positive) * 3)
+        axs[0].set_ylim(min(positive) / 40, max(positive) * 3)  # room below the points for the legend
     axs[0].set_ylabel("f(x) = ‖G x‖² (sketched gradient units², log scale)")
     axs[0].set_title("Objective of the selection and the bound")
-    axs[0].legend(fontsize=8, loc="center right")
+    leg = axs[0].legend(fontsize=8, loc="lower right")
+    leg.legend_handles[0].set_color("#555555")  # the points are coloured per backend
     same = _same_groups({n: (f["objective"], f["certified_ratio"]) for n, f in items})
     for i, n in enumerate(names):  # a backend tying an earlier one is marked
         if same[n] and np.isfinite(obj[i]):
@@ -294,7 +295,7 @@ def plot_backend_comparison(results: Any, path: str | Path | None = None, title:
                 "not necessarily a poor selection.",
                 transform=axs[1].transAxes, va="top", fontsize=7, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     t = [num(f["time_s"]) for _, f in items]
-    axs[2].bar(x, t, color=cols, alpha=0.85)
+    axs[2].scatter(x, t, s=90, color=cols, zorder=3)  # points: a log axis gives bars no base
     if any(v > 0 for v in t if np.isfinite(v)):
         axs[2].set_yscale("log")
     axs[2].set_ylabel("solve time (s, log scale)")

@@ -105,9 +105,9 @@ def test_one_colour_per_method_in_every_plot(results):
     fig = plotting.plot_backend_comparison(results)
     want = [plotting.method_color(n) for n in results]
     # the same backend has the same colour in every panel, whatever its position
-    assert [to_hex(c[:3]) for c in fig.axes[0].collections[0].get_facecolor()] == want  # objective points
-    for ax in fig.axes[1:]:
-        assert [to_hex(b.get_facecolor()[:3]) for b in ax.patches[:len(results)]] == want
+    for ax in (fig.axes[0], fig.axes[2]):  # objective and time: points on log axes
+        assert [to_hex(c[:3]) for c in ax.collections[0].get_facecolor()] == want
+    assert [to_hex(b.get_facecolor()[:3]) for b in fig.axes[1].patches[:len(results)]] == want  # ratio bars
     fig = plotting.plot_objective_vs_time(dict(reversed(list(results.items()))))
     for coll in fig.axes[0].collections:
         name = coll.get_label().split(" ")[0]
