@@ -98,8 +98,8 @@ def prepare(
     t0 = time.perf_counter()
     kw = {"n_pool": n_pool, "n_val": n_val, "n_test": n_test, "n_pretrain": n_pretrain,
           "target_domain": target_domain}
-    say(f"building the {corpus} corpus from local Python sources (a few seconds) ...")
-    c = build_corpus(corpus, seed=data_seed, quick=quick, **kw)
+    say(f"building the {corpus} corpus from local Python sources ...")
+    c = build_corpus(corpus, seed=data_seed, quick=quick, progress=progress, **kw)
     t_corpus = time.perf_counter() - t0
     say(f"corpus {corpus}: pool {tuple(c.pool.shape)}, val {tuple(c.val.shape)}, test {tuple(c.test.shape)}, "
         f"pretrain {tuple(c.pretrain.shape)}, target domain {c.target_domain!r} ({t_corpus:.1f}s)")
