@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .defaults import TAU_REL
+from .cli_args import UsageError, add_problem_args, load_problem, one_line  # noqa: F401 - re-exported
 
 # subcommand -> module providing add_parser(subparsers) and run(args) -> int
 SUBCOMMANDS = {
@@ -41,15 +41,6 @@ HEAVY_HELP = {
 }
 
 
-def one_line(text: object) -> str:
-    """``str(text)`` with every line break (\\n, \\r, \\x0b, \\u2028, ...) replaced by a space."""
-    return " ".join(str(text).splitlines())
-
-
-class UsageError(Exception):
-    """Bad command-line arguments (exit code 2)."""
-
-
 def plain_text(text: str) -> str:
     """Docstring markup as terminal text: ``x`` and :func:`x` (reST) become `x`."""
     text = re.sub(r":(?:func|mod|class|meth|data|attr|exc):`~?([^`]+)`", r"`\1`", text)
@@ -62,54 +53,6 @@ class _Parser(argparse.ArgumentParser):
 
     def format_help(self) -> str:  # descriptions are module docstrings: no reST markup on the terminal
         return plain_text(super().format_help())
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
-
-
-def _finite_float(text: str) -> float:
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-    return v
-
-
-def add_problem_args(p: argparse.ArgumentParser) -> None:
-    """--stats / -k / --tau-rel | --tau, shared by solve and compare."""
-    p.add_argument("--stats", required=True, help="stats directory written by GradientStats.save / extract")
-    p.add_argument("-k", "--k", dest="k", type=_positive_int, required=True, help="number of samples to select")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--tau-rel", type=_finite_float, default=None, help="budget tau = tau_rel * mean(a) * K (default 0.1)")
-    g.add_argument("--tau", type=_finite_float, default=None, help="absolute stiff budget")
-    p.add_argument("--mmap", action="store_true", help="memory-map the stats instead of reading them into RAM")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip the SHA-256 check of the stats files against their manifest (trusted files only)")
-    p.add_argument("--max-iter", type=_positive_int, default=20, help="T_max (default 20)")
-    p.add_argument("--tol", type=_finite_float, default=1e-4, help="delta: stop when ||w_t+1 - w_t|| < tol")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=_finite_float, default=None, help="seconds; returns the best feasible selection so far")
-
-
-def load_problem(args: argparse.Namespace):
-    """(stats, problem) from the shared arguments."""
-    from .problem import SelectionProblem
-    from .stats import GradientStats
-
-    stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not getattr(args, "no_verify", False))
-    tau_rel = TAU_REL if (args.tau is None and args.tau_rel is None) else args.tau_rel
-    return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=tau_rel, tau=args.tau)
 
 
 def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str, Any]:

@@ -37,7 +37,7 @@ DEFAULT_BACKENDS = COMPARE_BACKENDS
 
 def add_parser(subparsers: Any) -> None:
     """Register ``direct-opt compare``."""
-    from .cli import add_problem_args
+    from .cli_args import add_problem_args
 
     p = subparsers.add_parser("compare", help="run several solver backends on the same problem and compare them",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
 
 def parse_backends(text: str) -> list[str]:
     """``"a,b"`` -> ``["a", "b"]``; unknown, duplicate or no names raise UsageError (exit 2)."""
-    from .cli import UsageError
+    from .cli_args import UsageError
     from .solvers import available_backends
 
     names = [b.strip() for b in str(text).split(",") if b.strip()]
@@ -172,7 +172,7 @@ def record(rows: dict[str, dict[str, Any]], stats: Any, problem: Any, args: argp
 
 def run(args: argparse.Namespace) -> int:
     """``direct-opt compare`` entry point."""
-    from .cli import load_problem
+    from .cli_args import load_problem
 
     backends = parse_backends(args.backends)
     stats, problem = load_problem(args)

@@ -30,7 +30,7 @@ LAW_DEFAULT = "multi-power"
 
 def _usage(fn):
     """Run ``fn``; input errors (bad files, specs, values) become the CLI's exit-2 usage errors."""
-    from ..cli import UsageError
+    from ..cli_args import UsageError
 
     try:
         return fn()
@@ -53,7 +53,7 @@ def _floats(text: str) -> list[float]:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``direct-opt schedule`` and its four actions."""
-    from ..cli import _finite_float, _positive_int
+    from ..cli_args import finite_float as _finite_float, positive_int as _positive_int
 
     p = subparsers.add_parser("schedule", help="fit/predict/optimise the LR schedule with loss laws",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,7 +125,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _missing_action() -> int:
-    from ..cli import UsageError
+    from ..cli_args import UsageError
 
     raise UsageError("schedule needs an action: fit, predict, optimize or collect (see `direct-opt schedule --help`)")
 
