@@ -21,7 +21,7 @@ from ..errors import ExtractionError
 from ..stats import GradientStats
 from .config import ExtractConfig
 from .curvature import fisher_eigen, lanczos
-from .data import LossFn, batch_ranges, data_fingerprint, iter_batches, to_device
+from .data import LossFn, batch_ranges, data_fingerprint, default_collate_samples, iter_batches, to_device
 from .elbow import choose_k_star
 from .params import model_fingerprint, select_params
 from .per_sample import PerSampleGrad
@@ -215,7 +215,7 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
             if kept is not None:
                 rows.append(kept)
                 continue
-            batch = (cfg.collate_fn or _default_collate)([train[i] for i in range(s, e)])
+            batch = (cfg.collate_fn or default_collate_samples)([train[i] for i in range(s, e)])
             loss, z, sq = sketcher.sketch(to_device(batch, device), e - s, s, "pool")
             arr = np.concatenate([loss.numpy()[:, None], sq.numpy()[:, None], z.numpy()], 1).astype(np.float32)
             if out is not None:
@@ -273,8 +273,3 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         comm.barrier()  # the saved stats exist when any rank returns
     return stats
 
-
-def _default_collate(samples: list[Any]) -> Any:
-    from torch.utils.data import default_collate
-
-    return default_collate(samples)
