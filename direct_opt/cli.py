@@ -3,6 +3,7 @@
     direct-opt backends
     direct-opt solve --stats DIR -k K [--tau-rel 0.1 | --tau T] [--backend NAME] [--out selection.json]
     direct-opt compare --stats DIR -k K [--backends a,b] [--plot out.png]
+    direct-opt select --stats DIR -k K [--selector direct] [--write-back rows.jsonl --data pool.jsonl]
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
@@ -28,6 +29,7 @@ SUBCOMMANDS = {
     "demo": "direct_opt.demo",
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
+    "select": "direct_opt.selectors.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
 # the command being run, so `direct-opt solve/backends/compare` start without torch
@@ -107,16 +109,18 @@ def load_problem(args: argparse.Namespace):
 
 def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str, Any]:
     """Everything needed to audit and reproduce a selection."""
+    params = {
+        "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
+        "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
+        "local_search": not getattr(args, "no_local_search", False),
+        "device": getattr(args, "device", None),
+    }
+    if getattr(problem, "budget_frac", None) is not None:  # the default budget (no --tau / --tau-rel)
+        params["budget_frac"] = problem.budget_frac
     return {
         "direct_opt_version": __version__,
         "backend": res.backend,
-        "parameters": {
-            "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
-            "budget_frac": getattr(problem, "budget_frac", None),
-            "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
-            "local_search": not getattr(args, "no_local_search", False),
-            "device": getattr(args, "device", None),
-        },
+        "parameters": params,
         "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
                   "checksums_verified": not getattr(args, "no_verify", False)},
         "environment": _environment(),

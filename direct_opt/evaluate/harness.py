@@ -53,7 +53,9 @@ REPORT_VERSION = 1
 RUN_FORMAT = "direct_opt.eval_run"
 #: selectors that work without gradient statistics (everything else triggers extraction)
 NO_STATS = frozenset({"random", "excess-loss"})
-DEFAULT_PROGRAM_TAU_REL = 0.1
+#: None: the program uses the always-feasible default budget (problem.feasible_budget)
+DEFAULT_PROGRAM_TAU_REL: float | None = None
+BUDGET_OPTIONS = ("tau", "tau_rel", "budget_frac")
 
 
 class DataOverlapError(InvalidInputError):
@@ -152,7 +154,7 @@ def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> 
 
 
 # ---------------------------------------------------------------------------- harness
-def _program(stats: GradientStats, k: int, tau_rel: float) -> dict[str, Any]:
+def _program(stats: GradientStats, k: int, tau_rel: float | None) -> dict[str, Any]:
     """The DiReCT program at K (used to score every selection on the paper's objective)."""
     from ..certificates import upper_bound
     from ..problem import SelectionProblem
@@ -163,6 +165,13 @@ def _program(stats: GradientStats, k: int, tau_rel: float) -> dict[str, Any]:
     except InfeasibleProblemError:  # no K-subset fits the budget: selections are still scored, no bound
         ub = None
     return {"problem": prob, "upper_bound": ub, "tau": float(prob.tau), "tau_rel": tau_rel}
+
+
+def _program_budget(spec: SelectorSpec, program: dict[str, Any] | None) -> dict[str, Any]:
+    """A ``direct`` selector without its own budget solves the program its selection is scored on."""
+    if spec.fn is not None or spec.name != "direct" or program is None or set(spec.options) & set(BUDGET_OPTIONS):
+        return {}
+    return {"tau_rel": program["tau_rel"]} if program["tau_rel"] is not None else {"tau": program["tau"]}
 
 
 def _program_metrics(prog: dict[str, Any] | None, idx: np.ndarray) -> dict[str, Any] | None:
@@ -188,13 +197,14 @@ def _composition(groups: np.ndarray | None, idx: np.ndarray) -> dict[str, float]
 
 
 def _run_selector(spec: SelectorSpec, *, k: int, stats: GradientStats | None, model: Any, loss_fn: Any,
-                  pool: Any, reference: Any, seed: int) -> tuple[np.ndarray, dict[str, Any], float]:
+                  pool: Any, reference: Any, seed: int, extra: Mapping[str, Any] | None = None
+                  ) -> tuple[np.ndarray, dict[str, Any], float]:
     t0 = time.perf_counter()
     if spec.fn is None:
         from ..selectors import select
 
         sel = select(spec.name, k=k, stats=stats, model=model, loss_fn=loss_fn, pool=pool,
-                     reference=reference, seed=seed, **dict(spec.options))
+                     reference=reference, seed=seed, **dict(spec.options), **dict(extra or {}))
         return np.asarray(sel.indices, dtype=np.int64), dict(sel.diagnostics), float(sel.time_s)
     out = spec.fn(k=k, stats=stats, model=model, loss_fn=loss_fn, pool=pool, reference=reference, seed=seed,
                   **dict(spec.options))
@@ -320,7 +330,9 @@ def evaluate(
             selectors when missing (None: no differences).
         optim_state: the optimizer state at the checkpoint when ``model`` is a bare model.
         stats: precomputed GradientStats of ``pool`` at this checkpoint (skips extraction).
-        program_tau_rel: τ_rel of the DiReCT program every selection is scored on.
+        program_tau_rel: τ_rel (paper's budget) of the DiReCT program every selection is scored
+            on; None: the always-feasible default budget. A ``direct`` selector without a budget
+            option of its own solves this same program.
         level: confidence level of the paired t-intervals.
         progress: tqdm bars. plot: write ``eval.png`` (needs out_dir).
         overwrite: discard finished runs in ``out_dir`` instead of resuming.
@@ -521,7 +533,8 @@ def _one_run(plan: EvalPlan, spec: SelectorSpec, seed: int, program: dict[str, A
     d = plan.data
     model = plan.annealer.model()  # fresh copy: a selector can never touch the checkpoint
     idx, diag, sel_time = _run_selector(spec, k=plan.k, stats=plan.stats, model=model, loss_fn=plan.loss_fn,
-                                        pool=d.pool, reference=plan.reference, seed=seed)
+                                        pool=d.pool, reference=plan.reference, seed=seed,
+                                        extra=_program_budget(spec, program))
     t0 = time.perf_counter()
     res = plan.annealer.anneal(subset(d.pool, idx), schedule=plan.schedule, peak_lr=plan.peak_lr, seed=seed,
                                eval_sets={"val": d.val, "test": d.test}, eval_batch_size=plan.eval_batch_size)

@@ -38,24 +38,28 @@ class TextRows:
     format: str
 
 
-def read_rows(path: str | Path, text_field: str = "text", id_field: str | None = None) -> TextRows:
-    """Read one file or ``save_to_disk`` directory (see the module docstring)."""
+def read_records(path: str | Path, text_field: str = "text") -> tuple[list[Any], str]:
+    """(rows, format) of one file or ``save_to_disk`` directory: every row as it is stored (a
+    text file's line ``i + 1`` is row ``i`` = ``{text_field: line}``)."""
     path = Path(path)
     if not path.exists():
         raise ExtractionError(f"{path}: no such file or directory.")
     if path.is_dir():
-        rows, fmt = _read_disk(path), "save_to_disk"
-    elif path.suffix.lower() == ".parquet":
-        rows, fmt = _read_parquet(path), "parquet"
-    else:
-        text = _read_utf8(path)
-        if path.suffix.lower() in JSON_LINES or (path.suffix.lower() == ".json" and not text.lstrip().startswith("[")):
-            rows, fmt = _parse_json_lines(path, text), "jsonl"
-        elif path.suffix.lower() == ".json":
-            rows, fmt = _parse_json_array(path, text), "json"
-        else:
-            return _text_lines(path, text)
-    return _columns(path, rows, text_field, id_field, fmt)
+        return _read_disk(path), "save_to_disk"
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path), "parquet"
+    text = _read_utf8(path)
+    if path.suffix.lower() in JSON_LINES or (path.suffix.lower() == ".json" and not text.lstrip().startswith("[")):
+        return _parse_json_lines(path, text), "jsonl"
+    if path.suffix.lower() == ".json":
+        return _parse_json_array(path, text), "json"
+    return [{text_field: line} for line in _text_lines(path, text)], "text"
+
+
+def read_rows(path: str | Path, text_field: str = "text", id_field: str | None = None) -> TextRows:
+    """The texts and ids of one file or ``save_to_disk`` directory (see the module docstring)."""
+    rows, fmt = read_records(path, text_field)
+    return _columns(Path(path), rows, text_field, id_field, fmt)
 
 
 def _read_utf8(path: Path) -> str:
@@ -67,7 +71,7 @@ def _read_utf8(path: Path) -> str:
                               "convert it to UTF-8 (e.g. iconv -t UTF-8).") from None
 
 
-def _text_lines(path: Path, text: str) -> TextRows:
+def _text_lines(path: Path, text: str) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it starts no sample
@@ -77,7 +81,7 @@ def _text_lines(path: Path, text: str) -> TextRows:
             raise ExtractionError(
                 f"{path}:{no}: blank line. In a text file every line is one sample and its index is its line "
                 "number - 1, so blank lines are not skipped; remove them, or use JSONL for empty samples.")
-    return TextRows(path, lines, np.arange(len(lines), dtype=np.int64), "text")
+    return lines
 
 
 def _parse_json_lines(path: Path, text: str) -> list[Any]:
