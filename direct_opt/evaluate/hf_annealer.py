@@ -106,7 +106,8 @@ class HFAnnealer:
         cfg = getattr(self._model, "config", None)
         return {"checkpoint": short_hash({"model": self._state, "optim": self.optim_state}),
                 "model_class": type(self._model).__qualname__,
-                "model_config": cfg.to_dict() if hasattr(cfg, "to_dict") else None, "engine": self.engine}
+                "model_config": cfg.to_dict() if hasattr(cfg, "to_dict") else None, "engine": self.engine,
+                "loss_unit": "nats/token"}
 
     def model(self) -> torch.nn.Module:
         m = copy.deepcopy(self._model)
@@ -153,6 +154,8 @@ class HFAnnealer:
 
     def anneal(self, data: Sequence[Any], *, schedule: AnnealSchedule, peak_lr: float, seed: int,
                eval_sets: Mapping[str, Sequence[Any]], eval_batch_size: int) -> AnnealResult:
+        data = self.check_data(data, "annealing data")  # a Dataset slice is columnar: index rows
+        eval_sets = {name: self.check_data(ev, f"eval set {name!r}") for name, ev in eval_sets.items()}
         n_steps = schedule.n_steps(len(data))
         model = self.model().to(self.device)  # a fresh copy of the checkpoint for every run
         opt = self._optimizer(model, peak_lr, schedule.optimizer_state == "restore")
