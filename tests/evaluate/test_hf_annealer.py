@@ -95,3 +95,25 @@ def test_evaluate_runs_on_a_hugging_face_model(tmp_path):
 def test_tinygpt_annealer_is_one_implementation(state):
     ann = as_annealer(state)
     assert isinstance(ann, TinyGPTAnnealer) and isinstance(ann, Annealer)
+
+
+def test_cli_evaluate_on_a_hugging_face_checkpoint(tmp_path, capsys):
+    from direct_opt.cli import main
+    from direct_opt.extract.hf_tiny import word_tokenizer
+
+    words = "the a cat dog sat ran on under mat log red blue".split()
+    texts = [" ".join(words[(i * 5 + j) % len(words)] for j in range(3 + i % 6)) + f" {i}" for i in range(30)]
+    tok = word_tokenizer(texts, max_vocab=V)
+    tiny_causal_lm("gpt2", vocab=V).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    for name, rows in (("pool", texts[:18]), ("val", texts[18:24]), ("test", texts[24:])):
+        (tmp_path / f"{name}.txt").write_text("\n".join(rows) + "\n")
+    code = main(["evaluate", "--hf-model", str(tmp_path / "model"), "--pool", str(tmp_path / "pool.txt"),
+                 "--val-data", str(tmp_path / "val.txt"), "--test-data", str(tmp_path / "test.txt"),
+                 "--selectors", "less,direct", "-k", "4", "--seeds", "0,1", "--anneal-steps", "2",
+                 "--k-sketch", "32", "--projector", "kronecker", "--out", str(tmp_path / "eval"), "--no-plot",
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "N=18" in out and "| direct |" in out and "nats/token" in out
+    assert (tmp_path / "eval" / "results.json").exists()
