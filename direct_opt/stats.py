@@ -109,27 +109,27 @@ def as_float_array(name: str, x: Any, ndim: int) -> np.ndarray:
     return arr
 
 
+def _per_sample_array(name: str, value: Any, kinds: str, what: str, n: int | None) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in kinds or arr.ndim != 1:
+        raise DtypeError(f"{name} must be a 1-D array of {what}, got {arr.dtype} {arr.shape}.")
+    if n is not None and arr.shape != (n,):
+        raise ShapeMismatchError(f"{name} has shape {arr.shape}; expected one entry per sample ({n},).")
+    return arr
+
+
 def check_sample_arrays(n: int | None, sample_ids: Any, token_counts: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Validate per-sample ids (unique integers/strings) and token counts (integers >= 0) of N samples."""
     ids = tc = None
     if sample_ids is not None:
-        ids = np.asarray(sample_ids)
-        if ids.dtype.kind not in "iuU" or ids.ndim != 1:
-            raise DtypeError(f"sample_ids must be a 1-D array of integers or strings, got {ids.dtype} {ids.shape}.")
-        if n is not None and ids.shape != (n,):
-            raise ShapeMismatchError(f"sample_ids has shape {ids.shape}; expected one id per sample ({n},).")
+        ids = _per_sample_array("sample_ids", sample_ids, "iuU", "integers or strings", n)
         uniq, counts = np.unique(ids, return_counts=True)
         if uniq.size != ids.size:
             raise InvalidParameterError(f"sample_ids are not unique (e.g. {uniq[counts > 1][0]!r} repeats).")
     if token_counts is not None:
-        tc = np.asarray(token_counts)
-        if tc.dtype.kind not in "iu" or tc.ndim != 1:
-            raise DtypeError(f"token_counts must be a 1-D integer array, got {tc.dtype} {tc.shape}.")
-        if n is not None and tc.shape != (n,):
-            raise ShapeMismatchError(f"token_counts has shape {tc.shape}; expected ({n},).")
+        tc = _per_sample_array("token_counts", token_counts, "iu", "integers", n).astype(np.int64)
         if (tc < 0).any():
             raise InvalidParameterError("token_counts must be >= 0.")
-        tc = tc.astype(np.int64)
     return ids, tc
 
 
