@@ -45,12 +45,13 @@ def require_transformers() -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _takes_position_ids(forward: Callable[..., Any]) -> bool:
+def _takes(forward: Callable[..., Any], name: str) -> bool:
+    """Whether ``forward`` accepts keyword ``name`` (explicitly or through ``**kwargs``)."""
     try:
         params = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return False
-    return "position_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -93,6 +94,10 @@ def hf_causal_lm_loss(ignore_index: int = -100, reduction: str = "mean",
             batch = {"input_ids": batch}
         ids = batch["input_ids"]
         mask = batch.get("attention_mask")
+        if mask is None and _takes(type(model).forward, "attention_mask"):
+            # an explicit all-ones mask: without one, GPT-2 checks input_ids for pad tokens (data-dependent
+            # control flow that vmap cannot trace)
+            mask = torch.ones_like(ids)
         labels = batch.get("labels")
         if labels is None:
             labels = ids if mask is None else ids.masked_fill(mask == 0, ignore_index)
@@ -101,7 +106,7 @@ def hf_causal_lm_loss(ignore_index: int = -100, reduction: str = "mean",
             kwargs["attention_mask"] = mask
             if batch.get("position_ids") is not None:
                 kwargs["position_ids"] = batch["position_ids"]
-            elif _takes_position_ids(type(model).forward):
+            elif _takes(type(model).forward, "position_ids"):
                 kwargs["position_ids"] = position_ids_from_mask(mask)
         out = model(**kwargs)
         logits = out.logits if hasattr(out, "logits") else out

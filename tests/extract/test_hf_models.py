@@ -131,3 +131,16 @@ def test_reductions():
         hf_causal_lm_loss(reduction="token-weighted")
     with pytest.raises(InvalidParameterError, match="reduction"):
         hf_causal_lm_loss(reduction="avg")
+
+
+def test_plain_id_tensors_with_a_pad_token_id():
+    """GPT-2 with pad_token_id set and (B, T) id tensors (no mask): no data-dependent pad check under vmap."""
+    import transformers
+
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=2,
+                                                                 n_positions=T, pad_token_id=0)).eval()
+    g = torch.Generator().manual_seed(3)
+    ids = [torch.randint(0, V, (T,), generator=g) for _ in range(6)]
+    st = extract_stats(model, hf_causal_lm_loss(), ids[:4], ids[4:],
+                       ExtractConfig(k_sketch=32, projector="gaussian", batch_size=4, verbose=False))
+    assert st.n == 4 and st.token_counts.tolist() == [T] * 4
