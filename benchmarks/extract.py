@@ -309,11 +309,11 @@ def hf_main(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    size = {"vocab": 512, "hidden": 128, "layers": 4, "heads": 4, "seq": 64, "batch": 8, "k": 1024}
+    size = {"vocab": 256, "hidden": 64, "layers": 2, "heads": 4, "seq": 32, "batch": 8, "k": 512}
     if args.smoke:
         size = {"vocab": 64, "hidden": 32, "layers": 2, "heads": 2, "seq": 16, "batch": 4, "k": 256}
     device = args.device or "cpu"
-    reps = 2 if args.smoke else 4
+    reps = 2 if args.smoke else 3
     print(f"HF models: hidden {size['hidden']}, {size['layers']} layers, vocab {size['vocab']}, seq <= {size['seq']}, "
           f"batch {size['batch']}, k {size['k']}, device {device}, torch {torch.__version__}, load "
           f"{os.getloadavg()[0]:.2f} (1-min average at start)", flush=True)
