@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .constraints import Constraint, LinearRows
+from .defaults import BUDGET_FRAC
 from .errors import InvalidParameterError, ShapeMismatchError, UnsupportedConstraintError
 from .linop import ColumnOperator, _is_torch
 from .stats import GradientStats, as_float_array, check_finite, real_scalar
@@ -22,7 +23,7 @@ from .stats import GradientStats, as_float_array, check_finite, real_scalar
 FORMS = {"convex": 1.0, "concave": -0.5}
 FEAS_TOL = 1e-9
 #: default budget: this fraction of the way from the cheapest K-subset's cost to a random one's
-DEFAULT_BUDGET_FRAC = 0.1
+DEFAULT_BUDGET_FRAC = BUDGET_FRAC
 
 
 def feasible_budget(a: np.ndarray, k: int, frac: float = DEFAULT_BUDGET_FRAC, tau_min: float | None = None) -> float:

@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from .curvature import CURVATURES
     from .elbow import ELBOWS
     from .hf import REDUCTIONS
-    from .projectors import PROJECTORS
+    from .projector_registry import PROJECTORS
 
     p = subparsers.add_parser(
         "extract", help="compute gradient statistics of a Hugging Face causal LM on a text pool",

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..constraints import Constraint
+from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..problem import DEFAULT_BUDGET_FRAC, SelectionProblem
+from ..solvers.base import SOLVE_ARGS
 from .base import Pick, SelectorInputs, register_selector
 
-#: Defaults: the always-feasible stiff budget (problem.feasible_budget), the exact SCA backend.
+#: Defaults: the always-feasible stiff budget (problem.feasible_budget; the paper's TAU_REL is an
+#: option), the exact SCA backend.
 DEFAULT_TAU_REL = None
-DEFAULT_BACKEND = "sca-exact"
+DEFAULT_BACKEND = SOLVER_BACKEND
 
 
 @register_selector("direct")
@@ -79,8 +82,8 @@ def direct_selector(
     return Pick(res.indices, diag)
 
 
-#: keyword arguments of :func:`direct_opt.solve` that the selector passes through
-SOLVE_KWARGS = ("max_iter", "tol", "local_search", "time_limit", "device")
+#: keyword arguments of :func:`direct_opt.solve` that the selector passes through (``seed`` comes from select)
+SOLVE_KWARGS = tuple(name for name in SOLVE_ARGS if name != "seed")
 
 
 def check_options(options: Mapping[str, Any]) -> None:
