@@ -11,7 +11,8 @@ every sample), then checks the target and exits with its status::
 
 ``--hf``: every (model family, projector) cell runs in a fresh process: the per-sample time
 of the pool pass next to a plain forward+backward of the batch loss on the same batches
-(ratio = extraction / forward+backward, batches alternated), and the peak memory (CUDA:
+(batches alternated; ratio = median over batches of extraction / forward+backward time,
+times = medians over batches), and the peak memory (CUDA:
 allocated; CPU: the process's peak RSS after a forward+backward, then after extraction). Then
 ``direct-opt extract`` on each saved model, and the left-padding / collator checks
 (max relative sketch difference to the unpadded samples; over 1e-4 -> exit 2).
@@ -225,21 +226,23 @@ def hf_cell(family: str, projector: str, size: dict[str, int], device: torch.dev
     fwd_bwd(batches[0])  # warm-up: one-off library start-up paid by neither side
     mem_plain = _peak_mib(device)
     sk.sketch(batches[0], bs, 0, "pool")
-    t_plain = t_ext = 0.0
+    t_plain, t_ext = [], []
     for batch in batches:  # alternate batch by batch, so load changes hit both sides alike
         _sync(device)
         t0 = time.perf_counter()
         fwd_bwd(batch)
         _sync(device)
-        t_plain += time.perf_counter() - t0
+        t_plain.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         sk.sketch(batch, bs, 0, "pool")
         _sync(device)
-        t_ext += time.perf_counter() - t0
-    n = reps * bs
+        t_ext.append(time.perf_counter() - t0)
+    ratios = sorted(e / p for e, p in zip(t_ext, t_plain))
     return {"family": family, "projector": projector, "n_selected": engine.dim,
-            "plain_ms_per_sample": 1e3 * t_plain / n, "extract_ms_per_sample": 1e3 * t_ext / n,
-            "ratio": t_ext / t_plain, "peak_mib_plain": mem_plain, "peak_mib_extract": _peak_mib(device),
+            "plain_ms_per_sample": 1e3 * sorted(t_plain)[reps // 2] / bs,
+            "extract_ms_per_sample": 1e3 * sorted(t_ext)[reps // 2] / bs,
+            "ratio": ratios[reps // 2], "ratio_range": [ratios[0], ratios[-1]],
+            "peak_mib_plain": mem_plain, "peak_mib_extract": _peak_mib(device),
             "attention_after": getattr(getattr(model, "config", None), "_attn_implementation", None)}
 
 
@@ -313,7 +316,7 @@ def hf_main(args: argparse.Namespace) -> int:
     if args.smoke:
         size = {"vocab": 64, "hidden": 32, "layers": 2, "heads": 2, "seq": 16, "batch": 4, "k": 256}
     device = args.device or "cpu"
-    reps = 2 if args.smoke else 3
+    reps = 3 if args.smoke else 9
     print(f"HF models: hidden {size['hidden']}, {size['layers']} layers, vocab {size['vocab']}, seq <= {size['seq']}, "
           f"batch {size['batch']}, k {size['k']}, device {device}, torch {torch.__version__}, load "
           f"{os.getloadavg()[0]:.2f} (1-min average at start)", flush=True)
@@ -330,7 +333,8 @@ def hf_main(args: argparse.Namespace) -> int:
             cell = json.loads(proc.stdout.strip().splitlines()[-1])
             cells.append(cell)
             print(f"  {family:10s} {projector:9s} extract {cell['extract_ms_per_sample']:8.2f} ms/sample, "
-                  f"fwd+bwd {cell['plain_ms_per_sample']:7.2f} ms/sample, ratio {cell['ratio']:5.2f}x, "
+                  f"fwd+bwd {cell['plain_ms_per_sample']:7.2f} ms/sample, ratio {cell['ratio']:5.2f}x "
+                  f"(batches {cell['ratio_range'][0]:.2f}-{cell['ratio_range'][1]:.2f}), "
                   f"peak {cell['peak_mib_extract']:.0f} MiB (fwd+bwd {cell['peak_mib_plain']:.0f}), "
                   f"d={cell['n_selected']}, attention after: {cell['attention_after']}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
