@@ -191,8 +191,8 @@ class TinyGPTAnnealer:
 
     def anneal(self, data: torch.Tensor, *, schedule: AnnealSchedule, peak_lr: float, seed: int,
                eval_sets: Mapping[str, torch.Tensor], eval_batch_size: int) -> AnnealResult:
-        return anneal(self.ckpt.model_state, self.ckpt.optim_state, data, steps=schedule.n_steps(n_rows(data)),
-                      peak_lr=peak_lr, shape=schedule.shape, batch_size=schedule.batch_size, seed=seed,
+        return anneal(self.ckpt.model_state, self.ckpt.optim_state, data, lrs=schedule.lrs(n_rows(data), peak_lr),
+                      batch_size=schedule.batch_size, seed=seed,
                       eval_sets=dict(eval_sets), eval_every=schedule.eval_every, config=self.ckpt.config,
                       optimizer_state=schedule.optimizer_state, grad_clip=schedule.grad_clip,
                       eval_batch_size=eval_batch_size)

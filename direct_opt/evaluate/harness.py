@@ -42,7 +42,7 @@ from ..stats import GradientStats, write_text_atomic
 from .annealer import (Annealer, Checkpoint, as_annealer, check_row_keys_disjoint, n_rows, short_hash,  # noqa: F401
                        subset)
 from .report import EvalReport, build_summary
-from .schedule import AnnealSchedule
+from .schedule import AnnealSchedule, check_schedule_gain
 from .spec import SelectorSpec, parse_selectors
 
 REPORT_FORMAT = "direct_opt.eval_report"
@@ -250,6 +250,7 @@ class EvalPlan:
     plot: bool = True
     overwrite: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    schedule_gain: dict[str, Any] | None = None
 
 
 def evaluate(
@@ -278,6 +279,7 @@ def evaluate(
     plot: bool = True,
     overwrite: bool = False,
     meta: Mapping[str, Any] | None = None,
+    schedule_gain: Mapping[str, Any] | None = None,
 ) -> EvalReport:
     """Anneal the same checkpoint on each selector's K samples, for every seed, and compare.
 
@@ -326,6 +328,9 @@ def evaluate(
         progress: tqdm bars. plot: write ``eval.png`` (needs out_dir).
         overwrite: discard finished runs in ``out_dir`` instead of resuming.
         meta: extra JSON-safe provenance stored in the report (corpus info, ...).
+        schedule_gain: how much the best LR schedule gains on this model (from
+            :func:`~direct_opt.evaluate.schedule.schedule_gain`, or measured); the report then
+            weighs it against the best selection's gain (one line under the table).
     Returns:
         :class:`EvalReport` (also written to ``out_dir/results.json``).
     Raises:
@@ -336,7 +341,7 @@ def evaluate(
                     reference=reference, pool_groups=pool_groups, target_group=target_group, out_dir=out_dir,
                     baseline=baseline, optim_state=optim_state, stats=stats, program_tau_rel=program_tau_rel,
                     eval_batch_size=eval_batch_size, level=level, progress=progress, plot=plot, overwrite=overwrite,
-                    meta=meta)
+                    meta=meta, schedule_gain=schedule_gain)
     core, records, pending = plan_runs(plan)
     stats_info, program = extract_phase(plan, pending)
     anneal_phase(plan, core, pending, records, program)
@@ -381,7 +386,9 @@ def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: A
     if schedule.optimizer_state == "restore" and not annealer.has_optimizer_state():
         raise InvalidParameterError("schedule.optimizer_state='restore' needs the optimizer state: pass a TrainState, "
                                     "optim_state=..., or use optimizer_state='reset'.")
-    peak_lr = schedule.peak_lr or annealer.default_lr() or 3e-3
+    peak_lr = (max(schedule.lrs(int(k), 1.0)) if schedule.lr_schedule is not None
+               else (schedule.peak_lr or annealer.default_lr() or 3e-3))
+    schedule_gain = check_schedule_gain(settings.pop("schedule_gain", None))
     ref_desc = "given" if reference is not None else None
     if reference is None:
         reference = annealer.reference()
@@ -401,7 +408,8 @@ def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: A
         extract_config = dataclasses.replace(extract_config, out_dir=str(out / "extract"))
     return EvalPlan(annealer=annealer, loss_fn=loss_fn, data=data, specs=specs, seeds=seeds, k=int(k),
                     schedule=schedule, peak_lr=peak_lr, extract_config=extract_config, reference=reference,
-                    reference_source=ref_desc, out=out, baseline=baseline, meta=dict(meta or {}), **settings)
+                    reference_source=ref_desc, out=out, baseline=baseline, meta=dict(meta or {}),
+                    schedule_gain=schedule_gain, **settings)
 
 
 def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]], list[tuple[SelectorSpec, int]]]:
@@ -504,7 +512,8 @@ def report_phase(plan: EvalPlan, core: Mapping[str, Any], records: Mapping[tuple
     summary = build_summary(runs, labels, plan.seeds, plan.baseline, plan.target_group, plan.level)
     report = EvalReport(
         config={"core": core, "selectors": [s.describe() for s in plan.specs], "seeds": plan.seeds, "k": plan.k,
-                "baseline": plan.baseline, "target_group": plan.target_group, "level": plan.level, "meta": plan.meta},
+                "baseline": plan.baseline, "target_group": plan.target_group, "level": plan.level, "meta": plan.meta,
+                "schedule_gain": plan.schedule_gain},
         runs=runs, labels=labels, seeds=plan.seeds, baseline=plan.baseline, summary=summary, stats_info=stats_info,
         target_group=plan.target_group, level=plan.level,
     )

@@ -29,7 +29,7 @@ import torch
 from ..errors import InvalidInputError, InvalidParameterError, UnknownNameError
 from ..extract.data import to_device
 from ..extract.hf import collate, hf_causal_lm_loss
-from ..lm.train import DEFAULT_BETAS, DEFAULT_WEIGHT_DECAY, AnnealResult, _BatchStream, train_step, wsd_lr
+from ..lm.train import DEFAULT_BETAS, DEFAULT_WEIGHT_DECAY, AnnealResult, _BatchStream, train_step
 from .annealer import samples_of, short_hash
 from .schedule import AnnealSchedule
 
@@ -156,7 +156,6 @@ class HFAnnealer:
                eval_sets: Mapping[str, Sequence[Any]], eval_batch_size: int) -> AnnealResult:
         data = self.check_data(data, "annealing data")  # a Dataset slice is columnar: index rows
         eval_sets = {name: self.check_data(ev, f"eval set {name!r}") for name, ev in eval_sets.items()}
-        n_steps = schedule.n_steps(len(data))
         model = self.model().to(self.device)  # a fresh copy of the checkpoint for every run
         opt = self._optimizer(model, peak_lr, schedule.optimizer_state == "restore")
         curves: dict[str, list[tuple[int, float]]] = {k: [] for k in eval_sets}
@@ -165,16 +164,16 @@ class HFAnnealer:
             for name, ev in eval_sets.items():
                 curves[name].append((step, self.eval_loss(model, ev, eval_batch_size)))
 
-        lrs = [wsd_lr(t, n_steps, peak_lr, schedule.shape) for t in range(n_steps)]
+        lrs = schedule.lrs(len(data), peak_lr)  # the WSD decay, or the schedule's own LRs (lr_schedule)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             record(0)
             if self.engine == "trainer":
-                train_losses = self._run_trainer(model, opt, data, schedule, n_steps, peak_lr, seed, record)
+                train_losses = self._run_trainer(model, opt, data, schedule, lrs, peak_lr, seed, record)
             else:
                 train_losses = self._run_torch(model, opt, data, schedule, lrs, seed, record)
         model.eval()
-        return AnnealResult(curves=curves, final={k: c[-1][1] for k, c in curves.items()}, steps=n_steps,
+        return AnnealResult(curves=curves, final={k: c[-1][1] for k, c in curves.items()}, steps=len(lrs),
                             train_losses=train_losses, lrs=lrs)
 
     def _run_torch(self, model: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequence[Any],
@@ -191,7 +190,7 @@ class HFAnnealer:
         return losses
 
     def _run_trainer(self, model: torch.nn.Module, opt: torch.optim.Optimizer, data: Sequence[Any],
-                     schedule: AnnealSchedule, n_steps: int, peak_lr: float, seed: int,
+                     schedule: AnnealSchedule, lrs: list[float], peak_lr: float, seed: int,
                      record: Callable[[int], None]) -> list[float]:
         from ..extract.hf import require_transformers
 
@@ -199,7 +198,8 @@ class HFAnnealer:
         for g in opt.param_groups:
             g["lr"] = peak_lr
             g["initial_lr"] = peak_lr
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: wsd_lr(t, n_steps, 1.0, schedule.shape))
+        n_steps = len(lrs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lrs[min(t, n_steps - 1)] / peak_lr)
         losses: list[float] = []
 
         class Curves(tf.TrainerCallback):
