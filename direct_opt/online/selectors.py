@@ -1,0 +1,190 @@
+"""The built-in online selectors: ``blade``, ``rho-loss``, ``greats``, ``loss``, ``uniform``.
+
+See docs/online.md for the derivation of ``blade`` and the choices made where the paper is
+known only by its abstract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InvalidParameterError
+from ..lm.train import DEFAULT_BETAS
+from ..selectors.gradient import greedy_taylor
+from ..stats import int_scalar, real_scalar
+from .base import OnlineSelector, _optional_model, batch_len, register_online_selector
+from .features import LastLayerFeatures
+from .frank_wolfe import StepPolytope, block_frank_wolfe, objective
+
+BLADE_REFERENCES = ("lagrangian", "ema")
+
+
+def _adamw(model: nn.Module, lr: float) -> torch.optim.AdamW:
+    """The reference's optimiser: AdamW with the toolkit's betas, no weight decay, fresh moments."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=DEFAULT_BETAS, weight_decay=0.0, foreach=False)
+
+
+@register_online_selector("uniform", description="b candidates uniformly at random (the plain training step)")
+class Uniform(OnlineSelector):
+    """b of the B candidates uniformly at random (random scores; honours quotas)."""
+
+    def scores(self, batch, n, step, rng):
+        return rng.random(n), {}
+
+
+@register_online_selector("loss", description="top-b training loss ℓ(x; θ_t)")
+class TopLoss(OnlineSelector):
+    """Top-b current loss (one batched forward of the B candidates)."""
+
+    def scores(self, batch, n, step, rng):
+        cur = self.losses(self.model, batch, n)
+        return cur, {"mean_loss": float(cur.mean())}
+
+
+@register_online_selector("rho-loss", description="top-b ℓ(x; θ_t) − ℓ(x; θ_ref), θ_ref trained once on val (static)")
+class RhoLoss(OnlineSelector):
+    """RHO-LOSS: reducible loss against a *static* reference trained once on the validation data.
+
+    Options: ``reference_model`` (use this trained model as θ_ref instead of training one),
+    ``ref_steps`` (AdamW steps on validation minibatches, starting from a copy of the model),
+    ``ref_lr``.
+    """
+
+    needs_val = True
+    options = {"reference_model": None, "ref_steps": 100, "ref_lr": 3e-3}
+
+    def setup(self) -> None:
+        given = _optional_model("reference_model", self.opts["reference_model"])
+        steps = int_scalar("ref_steps", self.opts["ref_steps"], minimum=0)
+        lr = real_scalar("ref_lr", self.opts["ref_lr"])
+        self.reference = self.copy_model(given)
+        if given is None and steps:
+            opt = _adamw(self.reference, lr)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                for t in range(steps):
+                    self.train_reference(self.reference, opt, [(self.val_rows(10**6 + t), 1.0)], lr, self.setup_cost)
+
+    def scores(self, batch, n, step, rng):
+        cur = self.losses(self.model, batch, n)
+        ref = self.losses(self.reference, batch, n)
+        return cur - ref, {"mean_loss": float(cur.mean()), "mean_reference_loss": float(ref.mean())}
+
+
+@register_online_selector("greats", description="greedy online Taylor estimate of the validation-loss decrease "
+                                                "(last-layer gradient inner products)")
+class Greats(OnlineSelector):
+    """GREATS-style: greedily maximise η ḡ_valᵀ s − (η²/2)‖s‖², s = mean of the chosen gradients.
+
+    Gradients are the sketched last-layer per-sample gradients (:class:`LastLayerFeatures`);
+    ḡ_val is the mean over a validation minibatch at the current weights, every step.
+    Options: ``layer``, ``sketch_dim``. Quotas are not supported (greedy, not an LP).
+    """
+
+    needs_val = True
+    supports_quotas = False
+    options = {"layer": None, "sketch_dim": 64}
+
+    def setup(self) -> None:
+        self.features = LastLayerFeatures(self.opts["layer"], int_scalar("sketch_dim", self.opts["sketch_dim"], 1),
+                                          self.seed)
+
+    def choose(self, batch, n, step, poly, rng):
+        _, phi = self.features(self.model, self.loss_fn, batch, n)
+        vb = self.val_rows(step)
+        m = batch_len(vb)
+        _, phi_val = self.features(self.model, self.loss_fn, vb, m)
+        self.cost["forward"] += n + m
+        eta = self.eta_at(step)
+        order, gains, total = greedy_taylor(phi.T, phi_val.mean(0), np.ones(phi.shape[1]), eta, self.b, "mean")
+        return order, {"taylor_gain": total, "eta": eta}
+
+
+@register_online_selector("blade", description="excess loss against a dynamic reference + penalised selection by "
+                                               "memoryless randomized block-coordinate Frank–Wolfe")
+class Blade(OnlineSelector):
+    """BLADE as derived in docs/online.md.
+
+    Each step: e_i = ℓ(x_i; θ_t) − ℓ(x_i; θ_ref,t) over the B candidates (two batched forwards),
+    last-layer gradient features φ_i from the first one, then ``fw_steps`` randomized
+    block-coordinate FW steps on J(w) = eᵀw/b − (ρη/2)‖Σ_i w_i φ_i / b‖² over the step
+    polytope (quotas included), from the fresh start LMO(e); b distinct indices = the oracle
+    vertex of the FW weights. :meth:`update` moves θ_ref after every training step.
+
+    Options:
+        reference: ``"lagrangian"`` — θ_ref takes an AdamW step on the selected batch plus
+            ``val_weight`` × a validation minibatch (the penalised single-level objective) at
+            the training LR; ``"ema"`` — θ_ref ← d·θ_ref + (1−d)·θ_t with d = ``ema_decay``.
+        reference_model: start θ_ref from this model (default: a copy of the model).
+        penalty: ρ, the weight of the quadratic term (0: top-b excess loss).
+        fw_steps, block_size: FW steps per training step and coordinates per block
+            (default ⌈B/2⌉).
+        layer, sketch_dim: last-layer features (see :class:`LastLayerFeatures`).
+    """
+
+    options = {"reference": "lagrangian", "reference_model": None, "ema_decay": 0.99, "val_weight": 1.0,
+               "ref_lr": None, "penalty": 1.0, "fw_steps": 8, "block_size": None, "layer": None, "sketch_dim": 64}
+
+    def setup(self) -> None:
+        o = self.opts
+        if o["reference"] not in BLADE_REFERENCES:
+            raise InvalidParameterError(f"reference={o['reference']!r}; choose one of {list(BLADE_REFERENCES)}.")
+        if o["reference"] == "lagrangian" and self.val is None:
+            raise InvalidParameterError("blade with reference='lagrangian' needs val=<rows> (the validation term); "
+                                        "pass val or use reference='ema'.")
+        self.decay = real_scalar("ema_decay", o["ema_decay"])
+        if not 0.0 <= self.decay <= 1.0:
+            raise InvalidParameterError(f"ema_decay={self.decay} must lie in [0, 1].")
+        self.val_weight = real_scalar("val_weight", o["val_weight"])
+        self.penalty = real_scalar("penalty", o["penalty"])
+        if self.penalty < 0 or self.val_weight < 0:
+            raise InvalidParameterError("penalty and val_weight must be >= 0.")
+        if o["ref_lr"] is not None:
+            real_scalar("ref_lr", o["ref_lr"])
+        self.fw_steps = int_scalar("fw_steps", o["fw_steps"], minimum=0)
+        self.block_size = None if o["block_size"] is None else int_scalar("block_size", o["block_size"], minimum=2)
+        self.features = LastLayerFeatures(o["layer"], int_scalar("sketch_dim", o["sketch_dim"], 1), self.seed)
+        self.reference = self.copy_model(_optional_model("reference_model", o["reference_model"]))
+        self._opt = _adamw(self.reference, 1.0) if o["reference"] == "lagrangian" else None
+
+    def choose(self, batch, n, step, poly: StepPolytope, rng):
+        cur, phi = self.features(self.model, self.loss_fn, batch, n)
+        self.cost["forward"] += n
+        ref = self.losses(self.reference, batch, n)
+        excess = cur - ref
+        eta = self.eta_at(step)
+        c = excess / self.b
+        G = np.sqrt(self.penalty * eta) * phi.T / self.b
+        bs = self.block_size or max(2, -(-n // 2))
+        trace = block_frank_wolfe(poly, c, G, steps=self.fw_steps, block_size=bs, rng=rng)
+        idx = poly.vertex(trace.w)
+        x = np.zeros(n)
+        x[idx] = 1.0
+        return idx, {"mean_excess_loss": float(excess.mean()), "mean_excess_loss_chosen": float(excess[idx].mean()),
+                     "J_start": trace.values[0], "J_fw": trace.values[-1], "J_chosen": objective(c, G, x),
+                     "fw_gap": trace.gap, "eta": eta}
+
+    @torch.no_grad()
+    def _ema(self, model: nn.Module) -> None:
+        ref_state = self.reference.state_dict()
+        for k, v in model.state_dict().items():
+            r = ref_state[k]
+            if r.dtype.is_floating_point:
+                r.lerp_(v.detach().to(r.dtype), 1.0 - self.decay)
+            else:
+                r.copy_(v)
+
+    def update(self, model: nn.Module, step: int) -> None:
+        self.model = model
+        if self._opt is None:
+            self._ema(model)
+            return
+        if self.last_batch is None:
+            return
+        lr = float(self.opts["ref_lr"]) if self.opts["ref_lr"] is not None else self.eta_at(step)
+        self.train_reference(self.reference, self._opt,
+                             [(self.last_batch, 1.0), (self.val_rows(step), self.val_weight)], lr, self.cost)
