@@ -6,6 +6,7 @@
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
+    direct-opt online ...       (online batch selection vs static selection)
 
 Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
 Ctrl-C exits 130 with a message.  ``--debug`` shows tracebacks.
@@ -28,12 +29,14 @@ SUBCOMMANDS = {
     "demo": "direct_opt.demo",
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
+    "online": "direct_opt.online.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
 # the command being run, so `direct-opt solve/backends/compare` start without torch
 HEAVY_HELP = {
     "extract": "compute gradient statistics of a Hugging Face causal LM on a text pool",
     "evaluate": "anneal on each selector's K samples over seeds and compare with random",
+    "online": "online batch selection (blade, rho-loss, greats, ...) vs static selection",
 }
 
 

@@ -92,8 +92,7 @@ class OnlineSelector:
             raise InvalidInputError("loss_fn must be callable: loss_fn(model, batch) -> (n,) per-sample losses.")
         self.b = int_scalar("b", b, minimum=1)
         self.seed = int_scalar("seed", seed)
-        check_options(self.name, options, type(self))
-        self.opts = {**COMMON_OPTIONS, **self.options, **options}
+        self.opts = type(self).validate_options(options)
         if self.needs_val and (val is None or batch_len(val) == 0):
             raise InvalidInputError(f"online selector {self.name!r} needs validation/target data: pass val=<rows>.")
         self.model, self.loss_fn, self.val = model, loss_fn, val
@@ -101,28 +100,43 @@ class OnlineSelector:
         self.setup_cost = {"forward": 0, "backward": 0}
         self.diagnostics: dict[str, Any] = {}
         self.last_batch: Any = None
-        bs = self.opts["batch_size"]
-        self.batch_size = None if bs is None else int_scalar("batch_size", bs, minimum=1)
-        self.val_batch = int_scalar("val_batch", self.opts["val_batch"], minimum=1)
-        eta = self.opts["eta"]
-        if not callable(eta):
-            real_scalar("eta", eta)
-            if eta <= 0:
-                raise InvalidParameterError(f"eta={eta} must be > 0 (the learning rate of the training step).")
-        for key in ("min_fraction", "max_fraction"):
-            q = self.opts[key]
-            if q is None:
-                continue
-            if not self.supports_quotas:
-                raise UnsupportedConstraintError(f"online selector {self.name!r} cannot honour quotas ({key}); "
-                                                 f"selectors that can: {[n for n in ONLINE.names() if ONLINE.get(n).supports_quotas]}.")
-            if not isinstance(q, Mapping) or any(not 0.0 <= real_scalar(f"{key}[{g!r}]", v) <= 1.0 for g, v in q.items()):
-                raise InvalidParameterError(f"{key} must be a dict {{group: fraction in [0, 1]}}, got {q!r}.")
+        self.batch_size = self.opts["batch_size"]
+        self.val_batch = self.opts["val_batch"]
         self.setup()
 
     # ------------------------------------------------------------------ to override
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """All options with defaults filled in, checked without a model (names, types, ranges).
+
+        Subclasses extend :meth:`check_own` for their own options. Raises InvalidParameterError.
+        """
+        check_options(cls.name, options, cls, validate_values=False)
+        o = {**COMMON_OPTIONS, **cls.options, **options}
+        if o["batch_size"] is not None:
+            o["batch_size"] = int_scalar("batch_size", o["batch_size"], minimum=1)
+        o["val_batch"] = int_scalar("val_batch", o["val_batch"], minimum=1)
+        if not callable(o["eta"]) and real_scalar("eta", o["eta"]) <= 0:
+            raise InvalidParameterError(f"eta={o['eta']} must be > 0 (the learning rate of the training step).")
+        for key in ("min_fraction", "max_fraction"):
+            q = o[key]
+            if q is None:
+                continue
+            if not cls.supports_quotas:
+                able = [n for n in ONLINE.names() if ONLINE.get(n).supports_quotas]
+                raise UnsupportedConstraintError(f"online selector {cls.name!r} cannot honour quotas ({key}); "
+                                                 f"selectors that can: {able}.")
+            if not isinstance(q, Mapping) or any(not 0.0 <= real_scalar(f"{key}[{g!r}]", v) <= 1.0 for g, v in q.items()):
+                raise InvalidParameterError(f"{key} must be a dict {{group: fraction in [0, 1]}}, got {q!r}.")
+        cls.check_own(o)
+        return o
+
+    @classmethod
+    def check_own(cls, o: dict[str, Any]) -> None:
+        """Check (and normalise in place) the subclass's own options; no model available here."""
+
     def setup(self) -> None:
-        """Validate own options / build references (called once by __init__)."""
+        """Build references / feature extractors (called once by __init__, after the option checks)."""
 
     def scores(self, batch: Any, n: int, step: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         """(n,) scores (higher = better) and diagnostics; the choice is the top-b (under quotas)."""
@@ -242,13 +256,17 @@ class OnlineSelector:
         return idx
 
 
-def check_options(name: str, options: Mapping[str, Any], cls: type[OnlineSelector] | None = None) -> None:
-    """Raise InvalidParameterError for options online selector ``name`` does not take (UnknownNameError for a bad name)."""
+def check_options(name: str, options: Mapping[str, Any], cls: type[OnlineSelector] | None = None,
+                  validate_values: bool = True) -> None:
+    """Raise InvalidParameterError for options online selector ``name`` does not take or values it
+    rejects (UnknownNameError for a bad name) — without a model, before any work."""
     cls = cls or ONLINE.get(name)
     known = set(COMMON_OPTIONS) | set(cls.options)
     bad = sorted(set(options) - known)
     if bad:
         raise InvalidParameterError(f"online selector {name!r} has no option(s) {bad}; its options are {sorted(known)}.")
+    if validate_values:
+        cls.validate_options(options)
 
 
 def register_online_selector(name: str, *, description: str = "", overwrite: bool = False):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidInputError, InvalidParameterError
 from ..lm.train import DEFAULT_BETAS
 from ..selectors.gradient import greedy_taylor
 from ..stats import int_scalar, real_scalar
@@ -57,10 +57,15 @@ class RhoLoss(OnlineSelector):
     needs_val = True
     options = {"reference_model": None, "ref_steps": 100, "ref_lr": 3e-3}
 
+    @classmethod
+    def check_own(cls, o):
+        _optional_model("reference_model", o["reference_model"])
+        o["ref_steps"] = int_scalar("ref_steps", o["ref_steps"], minimum=0)
+        if real_scalar("ref_lr", o["ref_lr"]) <= 0:
+            raise InvalidParameterError(f"ref_lr={o['ref_lr']} must be > 0.")
+
     def setup(self) -> None:
-        given = _optional_model("reference_model", self.opts["reference_model"])
-        steps = int_scalar("ref_steps", self.opts["ref_steps"], minimum=0)
-        lr = real_scalar("ref_lr", self.opts["ref_lr"])
+        given, steps, lr = self.opts["reference_model"], self.opts["ref_steps"], float(self.opts["ref_lr"])
         self.reference = self.copy_model(given)
         if given is None and steps:
             opt = _adamw(self.reference, lr)
@@ -89,9 +94,12 @@ class Greats(OnlineSelector):
     supports_quotas = False
     options = {"layer": None, "sketch_dim": 64}
 
+    @classmethod
+    def check_own(cls, o):
+        o["sketch_dim"] = int_scalar("sketch_dim", o["sketch_dim"], minimum=1)
+
     def setup(self) -> None:
-        self.features = LastLayerFeatures(self.opts["layer"], int_scalar("sketch_dim", self.opts["sketch_dim"], 1),
-                                          self.seed)
+        self.features = LastLayerFeatures(self.opts["layer"], self.opts["sketch_dim"], self.seed)
 
     def choose(self, batch, n, step, poly, rng):
         _, phi = self.features(self.model, self.loss_fn, batch, n)
@@ -129,26 +137,33 @@ class Blade(OnlineSelector):
     options = {"reference": "lagrangian", "reference_model": None, "ema_decay": 0.99, "val_weight": 1.0,
                "ref_lr": None, "penalty": 1.0, "fw_steps": 8, "block_size": None, "layer": None, "sketch_dim": 64}
 
-    def setup(self) -> None:
-        o = self.opts
+    @classmethod
+    def check_own(cls, o):
         if o["reference"] not in BLADE_REFERENCES:
             raise InvalidParameterError(f"reference={o['reference']!r}; choose one of {list(BLADE_REFERENCES)}.")
-        if o["reference"] == "lagrangian" and self.val is None:
-            raise InvalidParameterError("blade with reference='lagrangian' needs val=<rows> (the validation term); "
-                                        "pass val or use reference='ema'.")
-        self.decay = real_scalar("ema_decay", o["ema_decay"])
-        if not 0.0 <= self.decay <= 1.0:
-            raise InvalidParameterError(f"ema_decay={self.decay} must lie in [0, 1].")
-        self.val_weight = real_scalar("val_weight", o["val_weight"])
-        self.penalty = real_scalar("penalty", o["penalty"])
-        if self.penalty < 0 or self.val_weight < 0:
+        _optional_model("reference_model", o["reference_model"])
+        for key in ("ema_decay", "val_weight", "penalty"):
+            o[key] = real_scalar(key, o[key])
+        if not 0.0 <= o["ema_decay"] <= 1.0:
+            raise InvalidParameterError(f"ema_decay={o['ema_decay']} must lie in [0, 1].")
+        if o["penalty"] < 0 or o["val_weight"] < 0:
             raise InvalidParameterError("penalty and val_weight must be >= 0.")
-        if o["ref_lr"] is not None:
-            real_scalar("ref_lr", o["ref_lr"])
-        self.fw_steps = int_scalar("fw_steps", o["fw_steps"], minimum=0)
-        self.block_size = None if o["block_size"] is None else int_scalar("block_size", o["block_size"], minimum=2)
-        self.features = LastLayerFeatures(o["layer"], int_scalar("sketch_dim", o["sketch_dim"], 1), self.seed)
-        self.reference = self.copy_model(_optional_model("reference_model", o["reference_model"]))
+        if o["ref_lr"] is not None and real_scalar("ref_lr", o["ref_lr"]) <= 0:
+            raise InvalidParameterError(f"ref_lr={o['ref_lr']} must be > 0.")
+        o["fw_steps"] = int_scalar("fw_steps", o["fw_steps"], minimum=0)
+        if o["block_size"] is not None:
+            o["block_size"] = int_scalar("block_size", o["block_size"], minimum=2)
+        o["sketch_dim"] = int_scalar("sketch_dim", o["sketch_dim"], minimum=1)
+
+    def setup(self) -> None:
+        o = self.opts
+        if o["reference"] == "lagrangian" and self.val is None:
+            raise InvalidInputError("blade with reference='lagrangian' needs val=<rows> (the validation term); "
+                                    "pass val or use reference='ema'.")
+        self.decay, self.val_weight, self.penalty = o["ema_decay"], o["val_weight"], o["penalty"]
+        self.fw_steps, self.block_size = o["fw_steps"], o["block_size"]
+        self.features = LastLayerFeatures(o["layer"], o["sketch_dim"], self.seed)
+        self.reference = self.copy_model(o["reference_model"])
         self._opt = _adamw(self.reference, 1.0) if o["reference"] == "lagrangian" else None
 
     def choose(self, batch, n, step, poly: StepPolytope, rng):
