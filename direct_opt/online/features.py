@@ -101,9 +101,14 @@ class LastLayerFeatures:
                 self._sketch[key] = s.to(device)
         return self._sketch[key]
 
-    def __call__(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor], batch: Any, n: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """(losses (n,) float64, features (n, d) float64) of ``batch`` (n samples) at ``model``."""
+    def __call__(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor], batch: Any, n: int,
+                 other: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(losses (n,), features (n, d), first-order excess (n,) or None) of ``batch`` at ``model``.
+
+        With ``other`` (a model of the same architecture, e.g. a reference), also returns
+        ⟨∇_W ℓ_i, W − W_other⟩ (+ the bias term) of the layer: the first-order Taylor estimate of
+        ℓ(x_i; θ) − ℓ(x_i; θ_other) restricted to the last layer (unsketched; no extra forward).
+        """
         name, lin = last_linear(model, self.layer)
         seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -129,10 +134,19 @@ class LastLayerFeatures:
                                     "the model must keep the sample dimension first.")
         h = h.reshape(n, -1, h.shape[-1]).float()
         delta = delta.reshape(n, -1, delta.shape[-1]).float()
+        first_order = None
+        if other is not None:
+            olin = dict(other.named_modules())[name]
+            with torch.no_grad():
+                dw = (lin.weight - olin.weight).float()
+                lin_term = ((h @ dw.T) * delta).sum((1, 2))
+                if lin.bias is not None:
+                    lin_term = lin_term + (delta.sum(1) @ (lin.bias - olin.bias).float())
+            first_order = lin_term.double().cpu().numpy()
         s = self._sketch_for(delta.shape[-1], delta.device)
         if s is not None:
             delta = delta @ s
         feats = torch.einsum("ntk,ntd->nkd", delta, h).reshape(n, -1)
         if lin.bias is not None:
             feats = torch.cat([feats, delta.sum(1)], dim=1)
-        return loss.detach().double().cpu().numpy(), feats.double().cpu().numpy()
+        return loss.detach().double().cpu().numpy(), feats.double().cpu().numpy(), first_order

@@ -21,6 +21,7 @@ from .features import LastLayerFeatures
 from .frank_wolfe import StepPolytope, block_frank_wolfe, objective
 
 BLADE_REFERENCES = ("lagrangian", "ema")
+BLADE_EXCESS = ("forward", "linear")
 
 
 def _adamw(model: nn.Module, lr: float) -> torch.optim.AdamW:
@@ -102,10 +103,10 @@ class Greats(OnlineSelector):
         self.features = LastLayerFeatures(self.opts["layer"], self.opts["sketch_dim"], self.seed)
 
     def choose(self, batch, n, step, poly, rng):
-        _, phi = self.features(self.model, self.loss_fn, batch, n)
+        _, phi, _ = self.features(self.model, self.loss_fn, batch, n)
         vb = self.val_rows(step)
         m = batch_len(vb)
-        _, phi_val = self.features(self.model, self.loss_fn, vb, m)
+        _, phi_val, _ = self.features(self.model, self.loss_fn, vb, m)
         self.cost["forward"] += n + m
         eta = self.eta_at(step)
         order, gains, total = greedy_taylor(phi.T, phi_val.mean(0), np.ones(phi.shape[1]), eta, self.b, "mean")
@@ -127,6 +128,9 @@ class Blade(OnlineSelector):
         reference: ``"lagrangian"`` — θ_ref takes an AdamW step on the selected batch plus
             ``val_weight`` × a validation minibatch (the penalised single-level objective) at
             the training LR; ``"ema"`` — θ_ref ← d·θ_ref + (1−d)·θ_t with d = ``ema_decay``.
+        excess: ``"forward"`` — e_i from a forward pass of θ_ref over the B candidates;
+            ``"linear"`` — the first-order estimate ⟨∇_W ℓ_i, W_t − W_ref⟩ on the last layer
+            (no reference forward: about half the selection cost).
         reference_model: start θ_ref from this model (default: a copy of the model).
         penalty: ρ, the weight of the quadratic term (0: top-b excess loss).
         fw_steps, block_size: FW steps per training step and coordinates per block
@@ -134,13 +138,15 @@ class Blade(OnlineSelector):
         layer, sketch_dim: last-layer features (see :class:`LastLayerFeatures`).
     """
 
-    options = {"reference": "lagrangian", "reference_model": None, "ema_decay": 0.99, "val_weight": 1.0,
+    options = {"reference": "lagrangian", "excess": "forward", "reference_model": None, "ema_decay": 0.99, "val_weight": 1.0,
                "ref_lr": None, "penalty": 1.0, "fw_steps": 8, "block_size": None, "layer": None, "sketch_dim": 64}
 
     @classmethod
     def check_own(cls, o):
         if o["reference"] not in BLADE_REFERENCES:
             raise InvalidParameterError(f"reference={o['reference']!r}; choose one of {list(BLADE_REFERENCES)}.")
+        if o["excess"] not in BLADE_EXCESS:
+            raise InvalidParameterError(f"excess={o['excess']!r}; choose one of {list(BLADE_EXCESS)}.")
         _optional_model("reference_model", o["reference_model"])
         for key in ("ema_decay", "val_weight", "penalty"):
             o[key] = real_scalar(key, o[key])
@@ -166,14 +172,19 @@ class Blade(OnlineSelector):
         self.reference = self.copy_model(o["reference_model"])
         self._opt = _adamw(self.reference, 1.0) if o["reference"] == "lagrangian" else None
 
-    def choose(self, batch, n, step, poly: StepPolytope, rng):
-        cur, phi = self.features(self.model, self.loss_fn, batch, n)
+    def program(self, batch: Any, n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The step's penalised program J(w) = cᵀw − ½‖Gw‖²: (c (n,), G (d, n), excess losses (n,))."""
+        linear = self.opts["excess"] == "linear"
+        cur, phi, first_order = self.features(self.model, self.loss_fn, batch, n,
+                                              self.reference if linear else None)
         self.cost["forward"] += n
-        ref = self.losses(self.reference, batch, n)
-        excess = cur - ref
+        excess = first_order if linear else cur - self.losses(self.reference, batch, n)
+        G = np.sqrt(self.penalty * self.eta_at(step)) * phi.T / self.b
+        return excess / self.b, G, excess
+
+    def choose(self, batch, n, step, poly: StepPolytope, rng):
+        c, G, excess = self.program(batch, n, step)
         eta = self.eta_at(step)
-        c = excess / self.b
-        G = np.sqrt(self.penalty * eta) * phi.T / self.b
         bs = self.block_size or max(2, -(-n // 2))
         trace = block_frank_wolfe(poly, c, G, steps=self.fw_steps, block_size=bs, rng=rng)
         idx = poly.vertex(trace.w)
