@@ -40,10 +40,12 @@ from .intervals import paired_difference, summarize
 from .schedule import AnnealSchedule
 from .spec import SelectorSpec, parse_selectors
 
-ONLINE_DEFAULT = ("blade", "blade:reference=ema", "rho-loss", "greats", "loss", "uniform")
+ONLINE_DEFAULT = ("blade", "blade:reference=lockstep", "blade:reference=ema", "rho-loss", "greats", "loss", "uniform")
 STATIC_DEFAULT = ("less", "random", "direct")
 REGIMES = ("equal_steps", "equal_compute")
 BASELINE = "random"
+#: the online comparison's own baseline (a plain step on a random b of the B candidates)
+ONLINE_BASELINE = "uniform"
 
 
 def check_online_specs(items: Sequence[Any]) -> list[SelectorSpec]:
@@ -301,6 +303,7 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], see
     """label -> test/val mean ± sd, paired difference vs random (test), steps, target/degraded fractions."""
     by = {(r["label"], int(r["seed"])): r for r in runs}
     base = {s: by[(BASELINE, s)]["final"]["test"] for s in seeds if (BASELINE, s) in by}
+    plain = {s: by[(ONLINE_BASELINE, s)]["final"]["test"] for s in seeds if (ONLINE_BASELINE, s) in by}
     out: dict[str, Any] = {}
     for lab in labels:
         rs = [by[(lab, s)] for s in seeds if (lab, s) in by]
@@ -314,6 +317,10 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], see
                                  "kind": rs[0]["kind"], "unaffordable": any(r.get("unaffordable") for r in rs)}
         entry["diff_test_vs_random"] = (paired_difference(test, base, level).to_dict()
                                         if lab != BASELINE and set(test) & set(base) else None)
+        # online vs online uniform: the selection's effect without the effect of drawing fresh pool rows
+        entry["diff_test_vs_uniform"] = (paired_difference(test, plain, level).to_dict()
+                                         if rs[0]["kind"] == "online" and lab != ONLINE_BASELINE
+                                         and set(test) & set(plain) else None)
         fr = _fractions(rs, target_group)
         if fr:
             entry.update(fr)
@@ -348,21 +355,26 @@ def _fmt(x: Any, nd: int = 4) -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
 
 
+def _fmt_diff(d: Mapping[str, Any] | None) -> str:
+    if d is None:
+        return "—"
+    return f"{d['mean']:+.4f} [{_fmt(d['low'])}, {_fmt(d['high'])}]" + (" *" if d.get("significant") else "")
+
+
 def table(report: Mapping[str, Any]) -> str:
-    """Markdown table: per regime and selector, final test loss, paired difference vs random, steps, mix."""
-    lines = ["| regime | selector | kind | steps | test loss (mean ± sd) | Δ vs random [95% CI] | target frac | "
-             "degraded frac | extra fwd units/step |", "|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table: per regime and selector, final test loss, paired differences vs random and (online
+    selectors) vs online uniform (* = the 95% interval excludes 0), steps, share of target / degraded rows."""
+    lines = ["| regime | selector | kind | steps | test loss (mean ± sd) | Δ vs random [95% CI] | Δ vs uniform [95% CI] "
+             "| target frac | degraded frac | extra fwd units/step |", "|---|---|---|---|---|---|---|---|---|---|"]
     for reg, summ in report["summary"].items():
         for lab in report["labels"]:
             e = summ.get(lab)
             if e is None:
                 continue
-            d = e.get("diff_test_vs_random")
-            diff = "—" if d is None else (f"{d['mean']:+.4f} [{_fmt(d['low'])}, {_fmt(d['high'])}]"
-                                          + (" *" if d.get("significant") else ""))
+            diff, diff_u = (_fmt_diff(e.get("diff_test_vs_random")), _fmt_diff(e.get("diff_test_vs_uniform")))
             steps = ",".join(map(str, e["steps"])) + (" (unaffordable)" if e["unaffordable"] else "")
             lines.append(f"| {reg.replace('_', ' ')} | {lab} | {e['kind']} | {steps} | {e['test']['mean']:.4f} ± "
-                         f"{e['test']['std']:.4f} | {diff} | {_fmt(e.get('target_fraction'), 3)} | "
+                         f"{e['test']['std']:.4f} | {diff} | {diff_u} | {_fmt(e.get('target_fraction'), 3)} | "
                          f"{_fmt(e.get('degraded_fraction'), 3)} | {_fmt(e.get('extra_units_per_step'), 1)} |")
     return "\n".join(lines)
 

@@ -17,10 +17,10 @@ from ..lm.train import DEFAULT_BETAS
 from ..selectors.gradient import greedy_taylor
 from ..stats import int_scalar, real_scalar
 from .base import OnlineSelector, _optional_model, batch_len, register_online_selector
-from .features import LastLayerFeatures
+from .features import LastLayerFeatures, check_losses
 from .frank_wolfe import StepPolytope, block_frank_wolfe, objective
 
-BLADE_REFERENCES = ("lagrangian", "ema")
+BLADE_REFERENCES = ("lagrangian", "lockstep", "ema")
 BLADE_EXCESS = ("forward", "linear")
 
 
@@ -125,9 +125,12 @@ class Blade(OnlineSelector):
     vertex of the FW weights. :meth:`update` moves θ_ref after every training step.
 
     Options:
-        reference: ``"lagrangian"`` — θ_ref takes an AdamW step on the selected batch plus
-            ``val_weight`` × a validation minibatch (the penalised single-level objective) at
-            the training LR; ``"ema"`` — θ_ref ← d·θ_ref + (1−d)·θ_t with d = ``ema_decay``.
+        reference: ``"lagrangian"`` — θ_ref takes its own AdamW step (fresh moments) on the
+            selected batch plus ``val_weight`` × a validation minibatch (the penalised
+            single-level objective) at the training LR; ``"lockstep"`` — θ_ref takes the
+            training model's own update θ_{t+1} − θ_t (same batch, same optimiser) plus an SGD
+            step on ``val_weight`` × the validation minibatch; ``"ema"`` — θ_ref ←
+            d·θ_ref + (1−d)·θ_t with d = ``ema_decay``.
         excess: ``"forward"`` — e_i from a forward pass of θ_ref over the B candidates;
             ``"linear"`` — the first-order estimate ⟨∇_W ℓ_i, W_t − W_ref⟩ on the last layer
             (no reference forward: about half the selection cost).
@@ -163,14 +166,15 @@ class Blade(OnlineSelector):
 
     def setup(self) -> None:
         o = self.opts
-        if o["reference"] == "lagrangian" and self.val is None:
-            raise InvalidInputError("blade with reference='lagrangian' needs val=<rows> (the validation term); "
-                                    "pass val or use reference='ema'.")
+        if o["reference"] != "ema" and self.val is None:
+            raise InvalidInputError(f"blade with reference={o['reference']!r} needs val=<rows> (the validation "
+                                    "term); pass val or use reference='ema'.")
         self.decay, self.val_weight, self.penalty = o["ema_decay"], o["val_weight"], o["penalty"]
         self.fw_steps, self.block_size = o["fw_steps"], o["block_size"]
         self.features = LastLayerFeatures(o["layer"], o["sketch_dim"], self.seed)
         self.reference = self.copy_model(o["reference_model"])
         self._opt = _adamw(self.reference, 1.0) if o["reference"] == "lagrangian" else None
+        self._before: list[torch.Tensor] | None = None  # θ_t at selection time (lockstep)
 
     def program(self, batch: Any, n: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The step's penalised program J(w) = cᵀw − ½‖Gw‖²: (c (n,), G (d, n), excess losses (n,))."""
@@ -183,6 +187,8 @@ class Blade(OnlineSelector):
         return excess / self.b, G, excess
 
     def choose(self, batch, n, step, poly: StepPolytope, rng):
+        if self.opts["reference"] == "lockstep":
+            self._before = [p.detach().clone() for p in self.model.parameters()]
         c, G, excess = self.program(batch, n, step)
         eta = self.eta_at(step)
         bs = self.block_size or max(2, -(-n // 2))
@@ -204,13 +210,35 @@ class Blade(OnlineSelector):
             else:
                 r.copy_(v)
 
+    def _lockstep(self, model: nn.Module, lr: float, step: int) -> None:
+        """θ_ref ← θ_ref + (θ_{t+1} − θ_t) − lr·λ·∇L_val(θ_ref): the training's own update, plus an SGD
+        step on the validation term of the Lagrangian."""
+        ref_params = list(self.reference.parameters())
+        vb = self.val_rows(step)
+        m = batch_len(vb)
+        self.reference.zero_grad(set_to_none=True)
+        loss = self.val_weight * check_losses(self.loss_fn(self.reference, vb), m).mean()
+        grads = torch.autograd.grad(loss, ref_params, allow_unused=True)
+        self.cost["forward"] += m
+        self.cost["backward"] += m
+        with torch.no_grad():
+            for r, p, p0, g in zip(ref_params, model.parameters(), self._before, grads):
+                r.add_(p.detach() - p0)
+                if g is not None:
+                    r.add_(g, alpha=-lr)
+        self._before = None
+
     def update(self, model: nn.Module, step: int) -> None:
         self.model = model
-        if self._opt is None:
+        if self.opts["reference"] == "ema":
             self._ema(model)
             return
         if self.last_batch is None:
             return
         lr = float(self.opts["ref_lr"]) if self.opts["ref_lr"] is not None else self.eta_at(step)
+        if self.opts["reference"] == "lockstep":
+            if self._before is not None:
+                self._lockstep(model, lr, step)
+            return
         self.train_reference(self.reference, self._opt,
                              [(self.last_batch, 1.0), (self.val_rows(step), self.val_weight)], lr, self.cost)

@@ -66,7 +66,7 @@ def _ref_params(sel):
     return torch.cat([p.detach().flatten().clone() for p in sel.reference.parameters()])
 
 
-@pytest.mark.parametrize("reference", ["lagrangian", "ema"])
+@pytest.mark.parametrize("reference", ["lagrangian", "lockstep", "ema"])
 def test_dynamic_reference_moves(reference, data):
     sel = _make("blade", data, reference=reference)
     before = _ref_params(sel)
