@@ -34,7 +34,8 @@ from direct_opt.lm.train import _make_optimizer, train_step
 from direct_opt.online import StepPolytope, block_frank_wolfe, make_online_selector
 from direct_opt.online.frank_wolfe import objective
 
-METHODS = ("plain", "uniform", "loss", "rho-loss", "greats", "blade", "blade:reference=ema", "blade:excess=linear",
+METHODS = ("plain", "uniform", "loss", "rho-loss", "greats", "blade", "blade:reference=lockstep", "blade:reference=ema",
+           "blade:excess=linear",
            "blade:reference=ema,excess=linear")
 
 
@@ -153,9 +154,9 @@ def main(argv=None) -> int:
     print(f"per-step overhead, TinyGPT {GPTConfig().n_layer}x{GPTConfig().d_model}, b={b}, B={B}, "
           f"{args.rounds}x{args.steps} timed steps per method (round-robin), torch threads {torch.get_num_threads()}, "
           f"load average {load0} -> {_loadavg()}")
-    print(f"{'method':22s} {'median step (ms)':>17s} {'x plain':>8s} {'sel fwd/step':>13s} {'sel bwd/step':>13s}")
+    print(f"{'method':34s} {'median step (ms)':>17s} {'x plain':>8s} {'sel fwd/step':>13s} {'sel bwd/step':>13s}")
     for m, r in ov.items():
-        print(f"{m:22s} {1e3 * r['median_step_s']:17.1f} {r['ratio_vs_plain']:8.2f} "
+        print(f"{m:34s} {1e3 * r['median_step_s']:17.1f} {r['ratio_vs_plain']:8.2f} "
               f"{r['selector_forward_per_step']:13.1f} {r['selector_backward_per_step']:13.1f}")
     aim = ov["blade"]["ratio_vs_plain"] <= 1.5
     print(f"aim blade <= 1.5x plain at B = {args.factor}b: {'met' if aim else 'NOT met'} "
