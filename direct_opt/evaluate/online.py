@@ -34,7 +34,7 @@ import torch
 from ..errors import InvalidInputError, InvalidParameterError
 from ..lm.train import evaluate_loss, restore, train_step, wsd_lr
 from ..result import _jsonable
-from .harness import (Checkpoint, NO_STATS, _as_rows, _check_names, _check_seeds, _trim, data_fingerprint,
+from .harness import (Checkpoint, _as_rows, _check_names, _check_seeds, _needs_stats, _trim, data_fingerprint,
                       evaluate, write_json_atomic)
 from .intervals import paired_difference, summarize
 from .schedule import AnnealSchedule
@@ -196,7 +196,7 @@ def evaluate_online(
 
     # ---- one extraction, shared by every static run (equal steps and equal compute)
     stats = None
-    if any(s.name not in NO_STATS for s in st_specs):
+    if any(_needs_stats(s) for s in st_specs):
         from ..extract import ExtractConfig, extract_stats
 
         cfg = extract_config or ExtractConfig(k_sketch=512, projector="sjlt", batch_size=32, verbose=progress)
@@ -245,7 +245,7 @@ def evaluate_online(
         before = runs["equal_steps"][0]["before"]
         by_steps: dict[int, list[SelectorSpec]] = {}
         for s in st_specs:
-            st = n_steps if s.name in NO_STATS else (budget - extraction_units) // (3 * b)
+            st = n_steps if not _needs_stats(s) else (budget - extraction_units) // (3 * b)
             by_steps.setdefault(int(st), []).append(s)
         for st, specs in by_steps.items():
             if st == n_steps:
