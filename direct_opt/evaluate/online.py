@@ -111,7 +111,7 @@ def online_anneal(ckpt: Checkpoint, spec: SelectorSpec, *, loss_fn: Callable, po
     }
 
 
-def _static_record(rec: Mapping[str, Any], steps: int, groups: np.ndarray | None) -> dict[str, Any]:
+def _static_record(rec: Mapping[str, Any], steps: int) -> dict[str, Any]:
     return {"label": rec["label"], "selector": rec["selector"], "seed": rec["seed"], "kind": "static",
             "steps": steps, "before": rec["before"], "final": rec["final"], "curves": rec["curves"],
             "composition": rec.get("composition"), "time_s": {"selection": rec.get("selection_time_s"),
@@ -164,7 +164,7 @@ def evaluate_online(
         out_dir: writes ``results.json``, ``table.md``, ``online_curves.png``,
             ``online_composition.png`` and per-run JSON (resumed when the configuration matches).
     Returns:
-        the report dict (also ``results.json``): config, runs, summary[regime][label], table.
+        the report dict (also ``results.json``): ``config``, ``runs``, ``summary[regime][label]``, ``table``.
     """
     seeds = _check_seeds(seeds)
     on_specs = check_online_specs(online)
@@ -210,7 +210,7 @@ def evaluate_online(
                        pool_groups=groups, target_group=target_group, baseline=None,
                        out_dir=None if out is None else out / f"static_{tag}", progress=progress, plot=False,
                        extract_config=extract_config)
-        return [_static_record(r, steps, groups) for r in rep.runs]
+        return [_static_record(r, steps) for r in rep.runs]
 
     base_fp = {"ckpt": ckpt.fingerprint(), "pool": data_fingerprint(pool_t), "val": data_fingerprint(val_t),
                "test": data_fingerprint(test_t), "groups": None if groups is None else data_fingerprint(groups),

@@ -60,7 +60,7 @@ def batch_len(candidates: Any) -> int:
                                 f"got {type(candidates).__name__}.") from None
 
 
-def _optional_model(name: str, m: Any) -> nn.Module | None:
+def check_model_option(name: str, m: Any) -> nn.Module | None:
     if m is not None and not isinstance(m, nn.Module):
         raise InvalidParameterError(f"{name} must be a torch.nn.Module, got {type(m).__name__}.")
     return m

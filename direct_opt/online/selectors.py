@@ -16,7 +16,7 @@ from ..errors import InvalidInputError, InvalidParameterError
 from ..lm.train import DEFAULT_BETAS
 from ..selectors.gradient import greedy_taylor
 from ..stats import int_scalar, real_scalar
-from .base import OnlineSelector, _optional_model, batch_len, register_online_selector
+from .base import OnlineSelector, check_model_option, batch_len, register_online_selector
 from .features import LastLayerFeatures, check_losses
 from .frank_wolfe import StepPolytope, block_frank_wolfe, objective
 
@@ -60,7 +60,7 @@ class RhoLoss(OnlineSelector):
 
     @classmethod
     def check_own(cls, o):
-        _optional_model("reference_model", o["reference_model"])
+        check_model_option("reference_model", o["reference_model"])
         o["ref_steps"] = int_scalar("ref_steps", o["ref_steps"], minimum=0)
         if real_scalar("ref_lr", o["ref_lr"]) <= 0:
             raise InvalidParameterError(f"ref_lr={o['ref_lr']} must be > 0.")
@@ -150,7 +150,7 @@ class Blade(OnlineSelector):
             raise InvalidParameterError(f"reference={o['reference']!r}; choose one of {list(BLADE_REFERENCES)}.")
         if o["excess"] not in BLADE_EXCESS:
             raise InvalidParameterError(f"excess={o['excess']!r}; choose one of {list(BLADE_EXCESS)}.")
-        _optional_model("reference_model", o["reference_model"])
+        check_model_option("reference_model", o["reference_model"])
         for key in ("ema_decay", "val_weight", "penalty"):
             o[key] = real_scalar(key, o[key])
         if not 0.0 <= o["ema_decay"] <= 1.0:
