@@ -34,6 +34,7 @@ import torch
 from ..errors import InvalidInputError, InvalidParameterError
 from ..lm.train import evaluate_loss, restore, train_step, wsd_lr
 from ..result import _jsonable
+from ..threads import reproducible
 from .harness import (Checkpoint, _as_rows, _check_names, _check_seeds, _needs_stats, _trim, data_fingerprint,
                       evaluate, write_json_atomic)
 from .intervals import paired_difference, summarize
@@ -62,6 +63,7 @@ def check_online_specs(items: Sequence[Any]) -> list[SelectorSpec]:
     return specs
 
 
+@reproducible
 def online_anneal(ckpt: Checkpoint, spec: SelectorSpec, *, loss_fn: Callable, pool: torch.Tensor, val: torch.Tensor,
                   test: torch.Tensor, b: int, super_batch: int, steps: int, peak_lr: float, schedule: AnnealSchedule,
                   seed: int, groups: np.ndarray | None, eval_batch_size: int = 256) -> dict[str, Any]:
@@ -123,6 +125,7 @@ def _unaffordable(label: str, desc: dict, seed: int, before: Mapping[str, float]
             "final": dict(before), "curves": {k: [[0, v]] for k, v in before.items()}, "unaffordable": True}
 
 
+@reproducible
 def evaluate_online(
     model: Any,
     loss_fn: Callable[..., torch.Tensor],
