@@ -386,7 +386,7 @@ def plot_online_curves(report: Mapping[str, Any], path: str | Path | None = None
     """Test loss vs step (mean over seeds), one line per selector, one panel per regime."""
     from matplotlib.figure import Figure
 
-    from ..plotting import _color, _finish
+    from ..plotting import _finish, method_color
 
     regs = [r for r in REGIMES if report["runs"].get(r)]
     fig = Figure(figsize=(6.0 * len(regs), 4.2), layout="constrained")
@@ -400,7 +400,7 @@ def plot_online_curves(report: Mapping[str, Any], path: str | Path | None = None
             steps = [s for s, _ in curves[0]]
             vals = np.array([[v for _, v in c] for c in curves if len(c) == len(steps)])
             kind = next(r["kind"] for r in report["runs"][reg] if r["label"] == lab)
-            ax.plot(steps, vals.mean(0), color=_color(labels, lab), lw=1.5, label=lab,
+            ax.plot(steps, vals.mean(0), color=method_color(lab), lw=1.5, label=lab,
                     ls="-" if kind == "online" else "--")
         ax.set_xlabel("annealing step")
         ax.set_ylabel("test loss (nats/byte)")
