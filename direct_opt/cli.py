@@ -7,6 +7,7 @@
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
+    direct-opt online ...       (online batch selection vs static selection)
     direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
 Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
@@ -32,6 +33,7 @@ SUBCOMMANDS = {
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
     "select": "direct_opt.selectors.cli",
+    "online": "direct_opt.online.cli",
     "schedule": "direct_opt.schedule.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
@@ -39,6 +41,7 @@ SUBCOMMANDS = {
 HEAVY_HELP = {
     "extract": "compute gradient statistics of a Hugging Face causal LM on a text pool",
     "evaluate": "anneal on each selector's K samples over seeds and compare with random",
+    "online": "online batch selection (blade, rho-loss, greats, ...) vs static selection",
 }
 
 
