@@ -251,8 +251,10 @@ def diagnose_infeasibility(P: SelectionProblem) -> str:
             )
             if res.status == 2:
                 return f"{con.name}: cannot be met by any K={P.k} selection (together with the fixings); relax it."
-    names = [c.name for c in P.constraints]
-    return f"no K={P.k} selection satisfies the budget together with {names}; relax one of them."
+    names = ["cardinality (K)"] + (["budget (tau)"] if P.tau is not None else []) + [c.name for c in P.constraints]
+    if P.has_bounds:
+        names.append("the must-include/must-exclude fixings")
+    return f"no K={P.k} selection satisfies all of: {', '.join(names)} together; relax one of them."
 
 
 def smallest_stable(keys: np.ndarray, m: int) -> np.ndarray:
