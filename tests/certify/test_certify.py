@@ -15,22 +15,7 @@ from direct_opt import LinearConstraint, SelectionProblem, available_backends, s
 from direct_opt.certificates import CERTIFY_METHODS, certify
 from direct_opt.errors import InvalidParameterError
 from direct_opt.instances import FAMILIES, family_instance, family_problem
-
-
-def enumerate_opt(P: SelectionProblem) -> tuple[float, tuple]:
-    """(max f, argmax) over every feasible K-subset, in numpy."""
-    cols = P.op.columns(np.arange(P.n))
-    best, arg = -np.inf, None
-    for S in itertools.combinations(range(P.n), P.k):
-        x = np.zeros(P.n)
-        x[list(S)] = 1.0
-        if not P.is_feasible(x):
-            continue
-        z = cols[:, list(S)].sum(1)
-        v = P.q * float(z @ z) + (0.0 if P.c is None else float(P.c[list(S)].sum()))
-        if v > best:
-            best, arg = v, S
-    return best, arg
+from tests.core.helpers import brute_force as enumerate_opt
 
 
 def feasible_family(family, n, k, tau_rel, r, seed):
