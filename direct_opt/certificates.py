@@ -16,7 +16,7 @@ the Frank–Wolfe gap bounds the relaxed optimum: f* <= f(w) + max_v grad^T (v -
 These are the ``"cheap"`` bounds.  :func:`certify` chooses among every method (``certify=``
 in :func:`~direct_opt.solvers.solve`): ``"cheap"``, ``"subspace"``
 (:mod:`direct_opt.bounds.subspace`), ``"rlt"`` (:mod:`direct_opt.bounds.rlt`), ``"sdp"``
-(:mod:`direct_opt.bounds.sdp`) and ``"auto"`` (by N).  Every method returns a valid upper
+(:mod:`direct_opt.bounds.sdp`) and ``"auto"`` (rlt for N <= 40, cheap above).  Every method returns a valid upper
 bound; the smallest of the cheap bound and the chosen one is kept.
 """
 
@@ -85,16 +85,15 @@ def certified_ratio(objective: float, bound: float) -> float | None:
     return min(1.0, objective / bound)
 
 
+AUTO_RLT_MAX_N = 40
 #: certify= methods and what they cost (see docs/certificates.md).
 CERTIFY_METHODS = {
-    "cheap": "norm and spectral bounds: a few LMO calls, any N (the default above AUTO_SUBSPACE_MAX_N)",
+    "cheap": f"norm and spectral bounds: a few LMO calls, any N (the default above {AUTO_RLT_MAX_N} samples)",
     "subspace": "block branch and bound over directions of z = G x plus a spectral tail: ~100 LMO calls, any N",
     "rlt": "LP relaxation over the products x_i x_j (HiGHS, dual-checked): N^2/2 variables, N <= a few hundred",
     "sdp": "Shor SDP + RLT rows (cvxpy SCS/Clarabel, dual-checked): (N+1)^2 variables, N <= ~150",
-    "auto": "rlt up to AUTO_RLT_MAX_N samples, subspace up to AUTO_SUBSPACE_MAX_N, cheap above",
+    "auto": f"rlt up to {AUTO_RLT_MAX_N} samples, cheap above (the default: costs less than the solve)",
 }
-AUTO_RLT_MAX_N = 40
-AUTO_SUBSPACE_MAX_N = 1_000_000
 
 
 def check_certify(method: Any) -> str:
@@ -108,9 +107,7 @@ def resolve_certify(method: str, n: int) -> str:
     """The concrete method ``"auto"`` stands for at N = ``n``."""
     if method != "auto":
         return method
-    if n <= AUTO_RLT_MAX_N:
-        return "rlt"
-    return "subspace" if n <= AUTO_SUBSPACE_MAX_N else "cheap"
+    return "rlt" if n <= AUTO_RLT_MAX_N else "cheap"
 
 
 def certify(problem: SelectionProblem, method: str = "auto", w: np.ndarray | None = None, gap: float | None = None,

@@ -316,7 +316,7 @@ def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) 
         certify: which upper bound certifies the result (``res.upper_bound``,
             ``res.certified_ratio``; details in ``res.info["certificate"]``): "cheap" (norm and
             spectral bounds), "subspace" (scalable, tighter), "rlt" / "sdp" (small N, near-exact),
-            "auto" (default: rlt for N <= 40, subspace up to 10^6 samples, cheap above).  See
+            "auto" (default: rlt for N <= 40, cheap above).  See
             the certificates page of the docs.
         **options: backend-specific options (see each backend's ``options``).
     Returns:
