@@ -96,10 +96,20 @@ CERTIFY_METHODS = {
 }
 
 
-def check_certify(method: Any) -> str:
-    """The method name, or an InvalidParameterError listing the valid ones."""
+#: Largest N for which the quadratic-size models are built when asked for explicitly.
+CERTIFY_MAX_N = {"rlt": 400, "sdp": 150}
+
+
+def check_certify(method: Any, n: int | None = None) -> str:
+    """The method name, or an InvalidParameterError listing the valid ones (or saying that
+    N is too large for the RLT / SDP model)."""
     if not isinstance(method, str) or method not in CERTIFY_METHODS:
         raise InvalidParameterError(f"certify={method!r} is not a bound method; use one of {sorted(CERTIFY_METHODS)}.")
+    if n is not None and n > CERTIFY_MAX_N.get(method, np.inf):
+        raise InvalidParameterError(
+            f"certify={method!r} builds a model with ~N^2/2 variables; N={n} is above its limit "
+            f"{CERTIFY_MAX_N[method]}. Use certify='subspace' or 'cheap' for large pools."
+        )
     return method
 
 
@@ -117,7 +127,7 @@ def certify(problem: SelectionProblem, method: str = "auto", w: np.ndarray | Non
     ``w``/``gap`` (a relaxed point and its Frank–Wolfe gap) feed the concave form's bound.
     The cheap bound is always computed and the smaller bound kept; a method that cannot
     run (e.g. no dual from the solver) leaves the cheap bound and says so in the details."""
-    method = resolve_certify(check_certify(method), problem.n)
+    method = resolve_certify(check_certify(method, problem.n), problem.n)
     t0 = time.process_time()
     bound = upper_bound(problem, w, gap)
     info: dict[str, Any] = {"method": method}

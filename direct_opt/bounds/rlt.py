@@ -31,7 +31,7 @@ import numpy as np
 from ..problem import SelectionProblem
 
 #: Above this many samples the RLT model is not built unless asked (N^2/2 variables).
-RLT_MAX_N = 400
+RLT_MAX_N = 150
 
 
 @dataclass

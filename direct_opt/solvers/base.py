@@ -136,7 +136,7 @@ class Backend:
         ):
             raise InvalidParameterError(f"time_limit={time_limit!r} must be > 0 seconds.")
         seed = int_scalar("seed", seed, minimum=0)
-        check_certify(certify)
+        check_certify(certify, problem.n)
         for key, val in options.items():
             default = self.options[key]
             if isinstance(default, (int, float)) and not isinstance(default, bool):
