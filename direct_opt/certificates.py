@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidParameterError
-
-from .oracle import DirectPolytope
+from .oracle import DirectPolytope, structured_polytope
 from .problem import SelectionProblem
 
 SPECTRAL_DIRECTIONS = 3
@@ -55,26 +54,28 @@ def spectral_bound(problem: SelectionProblem, outer: DirectPolytope, m_max: int 
     for j in range(m_max):
         sigma = np.sqrt(ev[j])
         v = P.op.rmatvec(U[:, j]) / sigma
-        m_j = max(float(v @ outer.lmo(v)), float(-v @ outer.lmo(-v)))
+        m_j = max(outer.dot(v, outer.lmo(v)), outer.dot(-v, outer.lmo(-v)))
         acc += ev[j] * m_j**2 * (1 + 1e-9)
         best = min(best, acc + ev[j + 1] * P.k)
     return float(best)
 
 
-def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: float | None = None) -> float:
-    """A valid upper bound on max f(x) over integer-feasible x."""
+def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: float | None = None,
+                oracle: Any = None) -> float:
+    """A valid upper bound on max f(x) over integer-feasible x.
+
+    ``oracle``: the solve's oracle; reused when it is the structured polytope (its LMO then also
+    runs on the device or over the ranks it runs on), else the structured polytope is built."""
     P = problem
     if P.form == "concave":
         if w is None or gap is None:
             return np.inf
         return P.objective(w) + max(0.0, gap)
-    from .distributed.device_oracle import structured_polytope
-
-    outer = structured_polytope(P)  # DirectPolytope (its LMO on the GPU when G is there)
+    outer = oracle if isinstance(oracle, DirectPolytope) else structured_polytope(P)
     norms = P.op.col_norms()
-    bound = min(float(norms @ outer.lmo(norms)) ** 2, spectral_bound(P, outer))
+    bound = min(outer.dot(norms, outer.lmo(norms)) ** 2, spectral_bound(P, outer))
     if P.c is not None:
-        bound += float(P.c @ outer.lmo(P.c))
+        bound += outer.dot(P.c, outer.lmo(P.c))
     return bound * (1 + 1e-9) + 1e-12
 
 
@@ -121,24 +122,25 @@ def resolve_certify(method: str, n: int) -> str:
 
 
 def certify(problem: SelectionProblem, method: str = "auto", w: np.ndarray | None = None, gap: float | None = None,
-            time_limit: float | None = None) -> tuple[float, dict[str, Any]]:
+            time_limit: float | None = None, oracle: Any = None) -> tuple[float, dict[str, Any]]:
     """(valid upper bound on the integer optimum, {"method", "time_s", ...}) with the chosen method.
 
-    ``w``/``gap`` (a relaxed point and its Frank–Wolfe gap) feed the concave form's bound.
+    ``w``/``gap`` (a relaxed point and its Frank–Wolfe gap) feed the concave form's bound;
+    ``oracle`` (the solve's) is reused when it is the structured polytope.
     The cheap bound is always computed and the smaller bound kept; a method that cannot
     run (e.g. no dual from the solver) leaves the cheap bound and says so in the details."""
     method = resolve_certify(check_certify(method, problem.n), problem.n)
     t0 = time.process_time()
-    bound = upper_bound(problem, w, gap)
+    bound = upper_bound(problem, w, gap, oracle=oracle)
     info: dict[str, Any] = {"method": method}
     extra = np.inf
     if method == "subspace" and problem.form == "convex":
         from .bounds.subspace import subspace_bound
-        from .distributed.device_oracle import structured_polytope
 
-        extra, details = subspace_bound(problem, structured_polytope(problem), time_limit=time_limit)
+        outer = oracle if isinstance(oracle, DirectPolytope) else structured_polytope(problem)
+        extra, details = subspace_bound(problem, outer, time_limit=time_limit)
         if problem.c is not None:
-            extra += float(problem.c @ structured_polytope(problem).lmo(problem.c))
+            extra += outer.dot(problem.c, outer.lmo(problem.c))
         info.update(details)
     elif method in ("rlt", "sdp"):  # extra nonlinear constraints are relaxed away: still valid
         if method == "rlt":

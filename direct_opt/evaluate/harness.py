@@ -23,14 +23,11 @@ options (a mismatch is an error: use another ``out_dir`` or ``overwrite=True``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +37,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..defaults import TAU_REL
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
 from ..result import _jsonable
-from ..stats import GradientStats
+from ..stats import GradientStats, write_text_atomic
 from .report import EvalReport, build_summary
 from .schedule import AnnealSchedule
 from .spec import SelectorSpec, parse_selectors
@@ -53,8 +51,7 @@ REPORT_FORMAT = "direct_opt.eval_report"
 REPORT_VERSION = 1
 RUN_FORMAT = "direct_opt.eval_run"
 #: selectors that work without gradient statistics (everything else triggers extraction)
-NO_STATS = frozenset({"random", "excess-loss"})
-DEFAULT_PROGRAM_TAU_REL = 0.1
+DEFAULT_PROGRAM_TAU_REL = TAU_REL
 
 
 class DataOverlapError(InvalidInputError):
@@ -209,25 +206,18 @@ def _check_names(specs: Sequence[SelectorSpec]) -> None:
 def _needs_stats(spec: SelectorSpec) -> bool:
     if spec.fn is not None:
         return bool(getattr(spec.fn, "needs_stats", False))
-    return spec.name not in NO_STATS
+    from ..selectors.base import needs_stats
+
+    return needs_stats(spec.name)
 
 
 # ------------------------------------------------------------------------------- I/O
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file + rename (never a half-written file)."""
+    """Write JSON to ``path`` via a temporary file + rename (never a half-written file; the
+    usual permissions, 0o666 & ~umask, like every other output)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(obj), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(_jsonable(obj), indent=1))
 
 
 def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -233,11 +233,11 @@ class EvalReport:
 
     def save(self, out_dir: str | Path, plot: bool = True) -> dict[str, str]:
         """Write results.json, table.md and (``plot``) eval.png into ``out_dir``."""
-        from .harness import write_json_atomic
+        from ..stats import write_text_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "results.json", self.to_dict())
+        write_text_atomic(out / "results.json", json.dumps(_jsonable(self.to_dict()), indent=1))
         (out / "table.md").write_text(self.table() + "\n")
         self.paths = {"results": str(out / "results.json"), "table": str(out / "table.md")}
         if plot:

@@ -21,6 +21,7 @@ Adding a backend::
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +29,11 @@ from typing import Any
 import numpy as np
 
 from ..certificates import certified_ratio, check_certify, certify as certify_bound
+from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
+from ..oracle import Oracle, make_oracle
 from ..problem import SelectionProblem
+from ..reduction import LOCAL, Reduction
 from ..registry import Registry
 from ..result import SelectionResult
 from ..stats import int_scalar, real_scalar
@@ -44,13 +48,28 @@ BACKENDS: Registry[type["Backend"]] = Registry("backend")
 
 @dataclass
 class Context:
-    """What a backend's relax() gets besides the problem."""
+    """What a backend's relax() gets besides the problem.
+
+    ``oracle``: the feasible set's :class:`~direct_opt.oracle.Oracle`, built once per solve on
+    first use (or the one passed to ``solve(..., oracle=)``) and shared with the certificates.
+    ``reduction``: sums over the processes holding blocks of the coordinates (one process:
+    :data:`~direct_opt.reduction.LOCAL`).
+    """
 
     max_iter: int
     tol: float
     seed: int
     deadline: float | None
     options: dict[str, Any]
+    problem: Any = None
+    injected: Any = None
+    reduction: Reduction = LOCAL
+
+    @property
+    def oracle(self) -> Oracle:
+        if self.injected is None:
+            self.injected = make_oracle(self.problem)
+        return self.injected
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -107,11 +126,18 @@ class Backend:
         time_limit: float | None = None,
         device: Any = None,
         certify: str = "auto",
+        oracle: Oracle | None = None,
         **options: Any,
     ) -> SelectionResult:
         """Solve ``problem``; see :func:`solve` for the arguments."""
         if not isinstance(problem, SelectionProblem):
             raise InvalidParameterError(f"solve() expects a SelectionProblem, got {type(problem).__name__}.")
+        if oracle is not None and not isinstance(oracle, Oracle):
+            missing = [m for m in ("lmo", "project", "kind", "message", "capabilities") if not hasattr(oracle, m)]
+            raise InvalidParameterError(
+                f"oracle={type(oracle).__name__} is not a direct_opt.oracle.Oracle: it lacks {missing} "
+                "(see direct_opt.oracle.Oracle; DirectPolytope / GeneralPolytope are the built-in ones)."
+            )
         if device is not None:  # products with G on a torch device for this solve only
             from ..linop import use_device
 
@@ -119,7 +145,7 @@ class Backend:
             use_device(problem, device)
             try:
                 return self.solve(problem, max_iter=max_iter, tol=tol, seed=seed, local_search=local_search,
-                                  time_limit=time_limit, certify=certify, **options)
+                                  time_limit=time_limit, certify=certify, oracle=oracle, **options)
             finally:
                 problem.op = saved
         unknown = sorted(set(options) - set(self.options))
@@ -155,7 +181,8 @@ class Backend:
         why = precheck_infeasible(problem)  # before any backend work: every backend is fast on it
         if why is not None:
             return self._infeasible(problem, why, time.monotonic() - t0)
-        ctx = Context(int(max_iter), float(tol), int(seed), deadline, {**self.options, **options})
+        ctx = Context(int(max_iter), float(tol), int(seed), deadline, {**self.options, **options},
+                      problem=problem, injected=oracle)
         try:
             rel = self.relax(problem, ctx)
         except InfeasibleProblemError as exc:
@@ -176,7 +203,8 @@ class Backend:
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
         left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
-        ub, cert = certify_bound(problem, certify if left is None or left > 1e-3 else "cheap", rel.w, rel.gap, left)
+        ub, cert = certify_bound(problem, certify if left is None or left > 1e-3 else "cheap", rel.w, rel.gap, left,
+                                 oracle=ctx.injected)
         if rel.upper_bound is not None and rel.upper_bound < ub:
             ub, cert = float(rel.upper_bound), {**cert, "method": f"{self.name} (its own bound)"}
         ub = max(ub, objective)  # a rounding-level excess (1e-16 relative) must not exceed ratio 1
@@ -234,8 +262,8 @@ def precheck_infeasible(problem: SelectionProblem) -> str | None:
 
     try:
         DirectPolytope(problem.a, problem.k, problem.tau, problem.lb, problem.ub)
-    except InfeasibleProblemError:
-        return "infeasible: " + diagnose_infeasibility(problem)
+    except InfeasibleProblemError as exc:
+        return f"infeasible: {exc}"
     if problem.rows is not None:
         from scipy.optimize import linprog
 
@@ -297,7 +325,11 @@ def get_backend(name: str) -> Backend:
     return BACKENDS.get(name)()
 
 
-def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) -> SelectionResult:
+#: the keyword arguments solve() takes for every backend (the backends' own options come on top)
+SOLVE_ARGS = tuple(name for name in inspect.signature(Backend.solve).parameters if name not in ("self", "problem", "options"))
+
+
+def solve(problem: SelectionProblem, backend: str = SOLVER_BACKEND, **kwargs: Any) -> SelectionResult:
     """Solve a SelectionProblem with a named backend.
 
     Args:
@@ -318,6 +350,9 @@ def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) 
             spectral bounds), "subspace" (scalable, tighter), "rlt" / "sdp" (small N, near-exact),
             "auto" (default: rlt for N <= 40, cheap above).  See
             the certificates page of the docs.
+        oracle: an :class:`~direct_opt.oracle.Oracle` for the feasible set, used instead of
+            the one the backend would build (:func:`~direct_opt.oracle.make_oracle`); a
+            structured one is also used by the certificates.
         **options: backend-specific options (see each backend's ``options``).
     Returns:
         SelectionResult (status "infeasible" with an explanation when no selection exists).

@@ -22,7 +22,6 @@ import warnings
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..oracle import make_oracle
 from ..problem import SelectionProblem
 from .base import Backend, Context, Relaxation, record_iteration, register_backend
 
@@ -58,8 +57,9 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
     grad = problem.gradient(w, p)
     f = problem.value_from(p, w)
     notes = []
+    red = ctx.reduction  # gaps and steps over every coordinate (one process: plain numpy)
     v = oracle.lmo(grad)
-    gap = max(0.0, float(grad @ (v - w)))
+    gap = max(0.0, float(red.sum(grad @ (v - w))))
     for t in range(1, ctx.max_iter + 1):
         w_next = subproblem(w, grad, v)
         p_next = next_product(problem.op, p, w, w_next)
@@ -68,11 +68,11 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
             notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
             t, stop = t - 1, "stalled"
             break
-        step = float(np.linalg.norm(w_next - w))
+        step = red.norm(w_next - w)
         w, p, f = w_next, p_next, f_next
         grad = problem.gradient(w, p)
         v = oracle.lmo(grad)  # gap certificate, and the next LP subproblem's answer
-        gap = max(0.0, float(grad @ (v - w)))
+        gap = max(0.0, float(red.sum(grad @ (v - w))))
         stop = record_iteration(history, ctx, t, f, step, gap)
         if stop:
             break
@@ -90,7 +90,7 @@ class ScaExact(Backend):
     options = {"prox": 0.0, "init": "norms"}
 
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
-        oracle = make_oracle(problem)
+        oracle = ctx.oracle
         prox = float(ctx.options["prox"])
         if prox < 0:
             raise InvalidParameterError(f"option prox={prox!r} must be >= 0 (0: the LP subproblem).")
@@ -186,7 +186,7 @@ class ScaOsqp(Backend):
             raise InvalidParameterError(
                 f"options prox={ctx.options['prox']!r} must be >= 0 and eps={ctx.options['eps']!r} > 0."
             )
-        oracle = make_oracle(problem)
+        oracle = ctx.oracle
         prox = max(float(ctx.options["prox"]), 1e-12)
         if problem.form == "concave" or problem.nonlinear:
             return self._cvxpy_relax(problem, ctx, oracle, cp, prox)

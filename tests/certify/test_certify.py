@@ -160,7 +160,7 @@ def test_every_backend_is_fast_on_infeasible_input(backend):
     P.tau = 0.99 * P.min_budget()
     t = time.process_time()
     res = solve(P, backend)
-    assert res.status == "infeasible" and "smallest feasible tau" in res.message
+    assert res.status == "infeasible" and "smallest feasible" in res.message
     assert time.process_time() - t < 0.5
 
 
