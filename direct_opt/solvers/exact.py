@@ -10,7 +10,9 @@ cannot take; HiGHS ships with scipy, needs no licence and reports its dual bound
 Before the MILP, ``sca-exact`` and ``greedy`` give an incumbent; the better of theirs and
 HiGHS's is returned, with HiGHS's bound as the certificate.  With ``time_limit`` the solve
 stops early and returns the incumbent with status "time_limit" and its gap
-(``res.info["gap_rel"]``).  Proven optimal (status "converged") when HiGHS closes the gap.
+(``res.info["gap_rel"]``).  Proven optimal (status "converged", ``res.info["proven"]``) when
+HiGHS closes the gap.  Above ``max_n`` samples no MILP is built: the incumbent is returned
+with status "stalled" and a message saying it is not proven.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import time
 import numpy as np
 
 from ..bounds.rlt import RLT_MAX_N, rlt_milp
-from ..errors import InvalidParameterError
 from ..problem import SelectionProblem
 from .base import Backend, Context, Relaxation, register_backend
 
@@ -39,11 +40,7 @@ class Exact(Backend):
         from .base import get_backend
 
         P = problem
-        if P.n > int(ctx.options["max_n"]):
-            raise InvalidParameterError(
-                f"backend 'exact' builds N(N-1)/2 = {P.n * (P.n - 1) // 2} product variables for N={P.n} "
-                f"(limit max_n={ctx.options['max_n']}); use 'auto' or 'sca-exact' for large pools, or raise max_n."
-            )
+        too_big = P.n > int(ctx.options["max_n"])
         t0 = time.monotonic()
         starts = []
         for name in ("sca-exact", "greedy") if P.form == "convex" else ("greedy",):
@@ -51,6 +48,13 @@ class Exact(Backend):
                                           time_limit=None if ctx.deadline is None else max(ctx.deadline - time.monotonic(), 1e-3))
             if res.success:
                 starts.append((res.objective, res.indices))
+        if too_big:  # N^2/2 product variables would not fit: the incumbent, not proven, says so
+            best = max(starts, key=lambda s: s[0])[1] if starts else None
+            return Relaxation(w=None, selection=best, stalled=True,
+                              message=f"N={P.n} is above max_n={ctx.options['max_n']} (the MILP would have "
+                                      f"{P.n * (P.n - 1) // 2} product variables): returned the best of sca-exact "
+                                      "and greedy, NOT proven optimal; raise max_n to try the MILP",
+                              info={"proven": False})
         left = None if ctx.deadline is None else max(ctx.deadline - time.monotonic(), 1e-3)
         out = rlt_milp(P, time_limit=left)
         if out.indices is not None and out.indices.size == P.k:
@@ -70,4 +74,5 @@ class Exact(Backend):
                           stalled=not optimal and ctx.deadline is None, gap=None,
                           message=f"{out.message}; {out.nodes} nodes; relative gap {gap:.2e}"
                                   + (" (proven optimal)" if optimal else ""),
-                          info={"gap_rel": float(gap), "nodes": out.nodes, "milp_time_s": time.monotonic() - t0})
+                          info={"gap_rel": float(gap), "nodes": out.nodes, "proven": bool(optimal),
+                                "milp_time_s": time.monotonic() - t0})

@@ -93,10 +93,12 @@ def test_exact_concave_form_and_time_limit():
     assert res.status in ("converged", "time_limit") and "gap_rel" in res.info
 
 
-def test_exact_refuses_large_pools_before_work():
+def test_exact_above_max_n_returns_the_incumbent_and_says_it_is_not_proven():
     P = family_problem("gaussian", 500, 50, 1.0)
-    with pytest.raises(InvalidParameterError, match="max_n"):
-        solve(P, "exact")
+    res = solve(P, "exact")
+    assert res.success and res.status == "stalled" and res.info["proven"] is False
+    assert "NOT proven" in res.message
+    assert res.objective >= solve(P, "sca-exact").objective
 
 
 @pytest.mark.parametrize("seed", range(3))
