@@ -205,6 +205,7 @@ class Backend:
         left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
         ub, cert = certify_bound(problem, certify if left is None or left > 1e-3 else "cheap", rel.w, rel.gap, left,
                                  oracle=ctx.injected)
+        cert.pop("time_s", None)  # results are deterministic; the bound's cost is part of res.time_s
         if rel.upper_bound is not None and rel.upper_bound < ub:
             ub, cert = float(rel.upper_bound), {**cert, "method": f"{self.name} (its own bound)"}
         ub = max(ub, objective)  # a rounding-level excess (1e-16 relative) must not exceed ratio 1
