@@ -6,6 +6,7 @@
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
+    direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
 Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
 Ctrl-C exits 130 with a message.  ``--debug`` shows tracebacks.
@@ -29,6 +30,7 @@ SUBCOMMANDS = {
     "demo": "direct_opt.demo",
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
+    "schedule": "direct_opt.schedule.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
 # the command being run, so `direct-opt solve/backends/compare` start without torch

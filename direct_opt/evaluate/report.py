@@ -219,6 +219,10 @@ class EvalReport:
                       "whose selection satisfies the stiff budget aᵀw ≤ τ.")
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if self.config.get("schedule_gain"):
+            from .schedule import decision_line
+
+            lines += ["", decision_line(self.summary, self.baseline, self.config["schedule_gain"])]
         return notes + "\n\n" + "\n".join(lines)
 
     # --------------------------------------------------------------------- I/O

@@ -40,7 +40,7 @@ def test_wsd_lr_shapes(shape: str) -> None:
 
 def test_wsd_lr_errors() -> None:
     with pytest.raises(UnknownNameError):
-        wsd_lr(0, 10, 1.0, "step")
+        wsd_lr(0, 10, 1.0, "zigzag")
     with pytest.raises(InvalidParameterError):
         wsd_lr(0, 0, 1.0, "linear")
 
