@@ -1,4 +1,4 @@
-"""The evaluation harness: does a selection help after annealing? (DESIGN §4)
+"""The evaluation harness: does a selection help after annealing? (docs/evaluation.md)
 
     from direct_opt.evaluate import evaluate, AnnealSchedule
     report = evaluate(state, lm_loss, corpus.pool, corpus.val, corpus.test,

@@ -1,4 +1,4 @@
-"""The evaluation harness: does a selection help after annealing? (DESIGN §4, issue 8)
+"""The evaluation harness: does a selection help after annealing? (docs/evaluation.md)
 
 For every selector and seed the harness
 
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ..defaults import TAU_REL
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
+from ..threads import reproducible
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
 from ..result import _jsonable
@@ -291,6 +292,7 @@ def _run_selector(spec: SelectorSpec, *, k: int, stats: GradientStats | None, mo
     return idx, diag, float(getattr(out, "time_s", elapsed))
 
 
+@reproducible
 def evaluate(
     model: Any,
     loss_fn: Callable[..., torch.Tensor],

@@ -22,9 +22,11 @@ from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, UnknownNameError
 from ..schedule.schedules import DECAY_SHAPES, decay_factor
+from ..threads import reproducible
 from .loss import lm_loss
 from .model import GPTConfig, TinyGPT
 
@@ -163,6 +165,7 @@ def _make_optimizer(model: nn.Module, lr: float, betas=DEFAULT_BETAS,
                              foreach=False)
 
 
+@reproducible
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, data: Tensor, batch_size: int = 256) -> float:
     """Mean per-sample next-byte loss (nats/byte) of ``model`` on ``data`` (N, T+1).
@@ -180,6 +183,7 @@ def evaluate_loss(model: nn.Module, data: Tensor, batch_size: int = 256) -> floa
     return float(total / data.shape[0])
 
 
+@reproducible
 def pretrain(
     model: TinyGPT,
     data: Tensor,
@@ -192,12 +196,15 @@ def pretrain(
     warmup_steps: int = 0,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     grad_clip: float | None = 1.0,
+    progress: bool = False,
 ) -> TrainState:
     """The stable phase: AdamW at constant ``lr`` (after an optional linear warmup).
 
     Trains ``model`` in place on minibatches of ``data`` (N, seq_len+1) and keeps an
     EMA of the weights, ema <- d*ema + (1-d)*theta after every step (``ema_decay`` = d).
     Returns a detached :class:`TrainState` checkpoint (model, optimizer, EMA).
+    ``progress=True`` shows a progress bar with the running training loss.
+    Runs at a fixed torch thread count (:mod:`direct_opt.threads`): the same bits on any machine.
     """
     cfg = model.config
     data = _check_data(data, cfg, "pretraining data")
@@ -214,6 +221,7 @@ def pretrain(
         opt = _make_optimizer(model, lr, weight_decay=weight_decay)
         params = [p for p in model.parameters()]
         ema = [p.detach().clone() for p in params]
+        bar = tqdm(total=steps, desc="pretraining", unit="step", disable=not progress, dynamic_ncols=True)
         for step in range(steps):
             cur = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
             loss = train_step(model, opt, data[stream.next()], cur, params, grad_clip)
@@ -221,6 +229,9 @@ def pretrain(
                 for e, p in zip(ema, params):
                     e.lerp_(p.detach(), 1.0 - ema_decay)
             losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            bar.update()
+        bar.close()
         for g in opt.param_groups:
             g["lr"] = lr
     model.eval()
@@ -234,6 +245,7 @@ def pretrain(
     )
 
 
+@reproducible
 def anneal(
     model_state: Mapping[str, Tensor],
     optim_state: dict | None,
