@@ -108,6 +108,10 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tol", type=_finite_float, default=1e-4, help="delta: stop when ||w_t+1 - w_t|| < tol")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=_finite_float, default=None, help="seconds; returns the best feasible selection so far")
+    from .certificates import CERTIFY_METHODS
+
+    p.add_argument("--certify", choices=sorted(CERTIFY_METHODS), default="auto",
+                   help="upper bound behind the certified ratio: " + "; ".join(f"{k}: {v}" for k, v in CERTIFY_METHODS.items()))
 
 
 def load_problem(args: argparse.Namespace):
@@ -127,6 +131,7 @@ def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str,
     params = {
         "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
         "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
+        "certify": getattr(args, "certify", "auto"),
         "local_search": not getattr(args, "no_local_search", False),
         "device": getattr(args, "device", None),
     }
@@ -200,7 +205,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
-                time_limit=args.time_limit, device=args.device, **kw)
+                time_limit=args.time_limit, device=args.device, certify=args.certify, **kw)
     print(res.summary())
     infeasible = res.status == "infeasible"
     if args.out:
