@@ -3,9 +3,11 @@
     direct-opt backends
     direct-opt solve --stats DIR -k K [--tau-rel 0.1 | --tau T] [--backend NAME] [--out selection.json]
     direct-opt compare --stats DIR -k K [--backends a,b] [--plot out.png]
+    direct-opt select --stats DIR -k K [--selector direct] [--write-back rows.jsonl --data pool.jsonl]
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
+    direct-opt online ...       (online batch selection vs static selection)
     direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
 Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
@@ -31,6 +33,8 @@ SUBCOMMANDS = {
     "demo": "direct_opt.demo",
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
+    "select": "direct_opt.selectors.cli",
+    "online": "direct_opt.online.cli",
     "schedule": "direct_opt.schedule.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
@@ -38,6 +42,7 @@ SUBCOMMANDS = {
 HEAVY_HELP = {
     "extract": "compute gradient statistics of a Hugging Face causal LM on a text pool",
     "evaluate": "anneal on each selector's K samples over seeds and compare with random",
+    "online": "online batch selection (blade, rho-loss, greats, ...) vs static selection",
 }
 
 
@@ -57,15 +62,19 @@ class _Parser(argparse.ArgumentParser):
 
 def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str, Any]:
     """Everything needed to audit and reproduce a selection."""
+    params = {
+        "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
+        "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
+        "certify": getattr(args, "certify", "auto"),
+        "local_search": not getattr(args, "no_local_search", False),
+        "device": getattr(args, "device", None),
+    }
+    if getattr(problem, "budget_frac", None) is not None:  # the default budget (no --tau / --tau-rel)
+        params["budget_frac"] = problem.budget_frac
     return {
         "direct_opt_version": __version__,
         "backend": res.backend,
-        "parameters": {
-            "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
-            "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
-            "local_search": not getattr(args, "no_local_search", False),
-            "device": getattr(args, "device", None),
-        },
+        "parameters": params,
         "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
                   "checksums_verified": not getattr(args, "no_verify", False)},
         "environment": _environment(),
@@ -130,16 +139,26 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
-                time_limit=args.time_limit, device=args.device, **kw)
+                time_limit=args.time_limit, device=args.device, certify=args.certify, **kw)
     print(res.summary())
+    infeasible = res.status == "infeasible"
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(Path(args.out), json.dumps(selection_record(res, stats, problem, args), indent=1))
-        print(f"selection written to {args.out}")
-    if res.status == "infeasible":
+        # an infeasible solve writes its status record beside --out, never something at --out
+        # that a pipeline could take for a selection
+        path = status_path(args.out) if infeasible else Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(selection_record(res, stats, problem, args), indent=1))
+        print(f"{'status (no selection)' if infeasible else 'selection'} written to {path}")
+    if infeasible:
         print(f"direct-opt: error: {one_line(res.message)}", file=sys.stderr)
         return 1
     return 0
+
+
+def status_path(out: str | Path) -> Path:
+    """Where an infeasible solve records its status: ``sel.json`` -> ``sel.infeasible.json``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.infeasible{out.suffix or '.json'}")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

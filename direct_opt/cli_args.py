@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 
-from .defaults import TAU_REL
 
 
 def one_line(text: object) -> str:
@@ -49,8 +48,12 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", required=True, help="stats directory written by GradientStats.save / extract")
     p.add_argument("-k", "--k", dest="k", type=positive_int, required=True, help="number of samples to select")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--tau-rel", type=finite_float, default=None, help="budget tau = tau_rel * mean(a) * K (default 0.1)")
+    g.add_argument("--tau-rel", type=finite_float, default=None,
+                   help="the paper's budget tau = tau_rel * mean(a) * K (paper: 0.1; may admit no selection)")
     g.add_argument("--tau", type=finite_float, default=None, help="absolute stiff budget")
+    g.add_argument("--budget-frac", type=finite_float, default=None,
+                   help="default budget tau = tau_min + FRAC * (mean(a) K - tau_min), tau_min = cost of the "
+                        "cheapest K samples: always feasible (default 0.1)")
     p.add_argument("--mmap", action="store_true", help="memory-map the stats instead of reading them into RAM")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the SHA-256 check of the stats files against their manifest (trusted files only)")
@@ -58,6 +61,10 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tol", type=finite_float, default=1e-4, help="delta: stop when ||w_t+1 - w_t|| < tol")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=finite_float, default=None, help="seconds; returns the best feasible selection so far")
+    from .certificates import CERTIFY_METHODS
+
+    p.add_argument("--certify", choices=sorted(CERTIFY_METHODS), default="auto",
+                   help="upper bound behind the certified ratio: " + "; ".join(f"{k}: {v}" for k, v in CERTIFY_METHODS.items()))
 
 
 def load_problem(args: argparse.Namespace):
@@ -66,5 +73,7 @@ def load_problem(args: argparse.Namespace):
     from .stats import GradientStats
 
     stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not getattr(args, "no_verify", False))
-    tau_rel = TAU_REL if (args.tau is None and args.tau_rel is None) else args.tau_rel
-    return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=tau_rel, tau=args.tau)
+    from .problem import DEFAULT_BUDGET_FRAC
+
+    frac = DEFAULT_BUDGET_FRAC if getattr(args, "budget_frac", None) is None else args.budget_frac
+    return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=args.tau_rel, tau=args.tau, budget_frac=frac)

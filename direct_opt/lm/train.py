@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -89,13 +89,14 @@ class AnnealResult:
 
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: torch.Tensor, lr: float,
-               params: list[nn.Parameter], grad_clip: float | None) -> torch.Tensor:
-    """One optimiser step at learning rate ``lr`` on the mean LM loss of ``batch`` (B, T+1);
-    returns that (detached-able) loss."""
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Any, lr: float,
+               params: list[nn.Parameter], grad_clip: float | None,
+               loss_of: Callable[[nn.Module, Any], Tensor] | None = None) -> torch.Tensor:
+    """One optimiser step at learning rate ``lr`` on the scalar ``loss_of(model, batch)``
+    (default: the mean LM loss of a (B, T+1) batch); returns that (detached-able) loss."""
     for g in opt.param_groups:
         g["lr"] = lr
-    loss = lm_loss(model, batch).mean()
+    loss = lm_loss(model, batch).mean() if loss_of is None else loss_of(model, batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
@@ -245,6 +246,19 @@ def pretrain(
     )
 
 
+def restore(model_state: Mapping[str, Tensor], optim_state: dict | None, config: GPTConfig, lr: float,
+            optimizer_state: str = "restore") -> tuple[TinyGPT, torch.optim.AdamW]:
+    """A fresh model and AdamW at the checkpoint: moments restored (deep copy) or reset (same betas
+    / weight decay as the checkpoint's optimizer when it is given)."""
+    model = load_model(model_state, config)
+    group0 = (optim_state or {}).get("param_groups", [{}])[0]
+    opt = _make_optimizer(model, lr, betas=tuple(group0.get("betas", DEFAULT_BETAS)),
+                          weight_decay=group0.get("weight_decay", DEFAULT_WEIGHT_DECAY))
+    if optimizer_state == "restore":
+        opt.load_state_dict(copy.deepcopy(optim_state))  # deep copy: never alias the caller's moments
+    return model, opt
+
+
 @reproducible
 def anneal(
     model_state: Mapping[str, Tensor],
@@ -308,13 +322,7 @@ def anneal(
         raise InvalidParameterError("optimizer_state='restore' needs optim_state; pass it or use 'reset'.")
     wsd_lr(0, n_steps, peak_lr, shape)  # validates the shape name early
 
-    model = load_model(model_state, cfg)
-    group0 = (optim_state or {}).get("param_groups", [{}])[0]
-    opt = _make_optimizer(model, peak_lr, betas=tuple(group0.get("betas", DEFAULT_BETAS)),
-                          weight_decay=group0.get("weight_decay", DEFAULT_WEIGHT_DECAY))
-    if optimizer_state == "restore":
-        opt.load_state_dict(copy.deepcopy(optim_state))  # deep copy: never alias the caller's moments
-
+    model, opt = restore(model_state, optim_state, cfg, peak_lr, optimizer_state)
     curves: dict[str, list[tuple[int, float]]] = {k: [] for k in eval_sets}
 
     def record(step: int) -> None:
