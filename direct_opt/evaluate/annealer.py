@@ -24,9 +24,8 @@ causal LM, or a torch module whose ``forward(input_ids, attention_mask, labels)`
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -34,6 +33,7 @@ import torch
 from ..errors import InvalidInputError
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import AnnealResult, TrainState, anneal, load_model
+from .samples import hash_obj, samples_of, short_hash  # noqa: F401 - used here and re-exported
 from .schedule import AnnealSchedule
 
 
@@ -58,37 +58,6 @@ class Annealer(Protocol):
 
 
 # ----------------------------------------------------------------------------- helpers
-def hash_obj(h: "hashlib._Hash", obj: Any) -> None:
-    """Feed tensors / arrays / mappings / sequences / scalars into ``h`` (order-stable)."""
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    elif isinstance(obj, np.ndarray):
-        h.update(f"A{obj.shape}{obj.dtype}".encode())
-        h.update(np.ascontiguousarray(obj).tobytes())
-    elif isinstance(obj, Mapping):
-        h.update(b"{")
-        for k in sorted(obj, key=str):
-            h.update(str(k).encode() + b":")
-            hash_obj(h, obj[k])
-        h.update(b"}")
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"[")
-        for v in obj:
-            hash_obj(h, v)
-        h.update(b"]")
-    else:
-        h.update(repr(obj).encode())
-
-
-def short_hash(obj: Any) -> str:
-    """16-hex-digit SHA-256 of :func:`hash_obj`."""
-    h = hashlib.sha256()
-    hash_obj(h, obj)
-    return h.hexdigest()[:16]
-
-
 def subset(data: Any, idx: np.ndarray) -> Any:
     """Rows ``idx`` of a tensor (N, ...) or items of a sequence of samples."""
     if isinstance(data, torch.Tensor):
@@ -224,11 +193,3 @@ def check_row_keys_disjoint(test: Any, other: Any, test_name: str, other_name: s
         return []
     seen = set(row_keys(other))
     return [i for i, key in enumerate(row_keys(test)) if key in seen]
-
-
-def samples_of(data: Sequence[Any]) -> list[dict[str, torch.Tensor]]:
-    """Token-dict samples (``input_ids`` and optional ``attention_mask``/``labels``) as tensors."""
-    out = []
-    for s in data:
-        out.append({k: torch.as_tensor(v) for k, v in s.items() if k in ("input_ids", "attention_mask", "labels")})
-    return out

@@ -30,7 +30,7 @@ from ..errors import InvalidInputError, InvalidParameterError, UnknownNameError
 from ..extract.data import to_device
 from ..extract.hf import collate, hf_causal_lm_loss
 from ..lm.train import DEFAULT_BETAS, DEFAULT_WEIGHT_DECAY, AnnealResult, _BatchStream, train_step
-from .annealer import samples_of, short_hash
+from .samples import samples_of, short_hash
 from .schedule import AnnealSchedule
 
 ENGINES = ("torch", "trainer")
