@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .tolerance import fits
 from .errors import InfeasibleProblemError
 
 _BISECT_MAX = 200
@@ -47,6 +48,13 @@ def _shrink(c: np.ndarray, a: np.ndarray, k: float, lo: float, hi: float
     if keep.all():
         return None, sure_in
     return keep, sure_in
+
+
+def multiplier_bracket(c_max: float, a_min: float) -> float:
+    """A first upper end for the bisection on the budget multiplier mu: max|c| / min a > 0, the
+    multiplier's own scale (no absolute floor such as 1, which rescaled costs would make far off)."""
+    hi = c_max / max(a_min, 1e-300)
+    return hi if np.isfinite(hi) and hi > 0 else 1.0
 
 
 def top_k_fractional(score: np.ndarray, k: float) -> np.ndarray:
@@ -98,7 +106,7 @@ class DirectPolytope:
             )
         if tau is not None:
             need = self.min_budget_free()
-            if need > self.tau_free + 1e-9 * max(1.0, abs(tau)):
+            if not fits(need + float(self.a @ self.base), float(tau)):
                 raise InfeasibleProblemError(
                     f"budget: tau={tau:.6g} is below the smallest feasible budget "
                     f"{need + float(self.a @ self.base):.6g} (sum of the K smallest stiff costs); "
@@ -136,7 +144,7 @@ class DirectPolytope:
         if self.tau is None or af @ x0 <= self.tau_free:
             return self._assemble(x0)
         tau = self.tau_free
-        lo, hi = 0.0, max(1.0, float(np.abs(cf).max()) / max(float(af[af > 0].min(initial=1.0)), 1e-300))
+        lo, hi = 0.0, multiplier_bracket(float(np.abs(cf).max()), float(af[af > 0].min(initial=np.inf)))
         x_hi = top_k_fractional(cf - hi * af, self.k_free)
         x_lo = x0
         for _ in range(_BISECT_MAX):  # grow until the budget holds (x_lo stays the top-K at lo)
@@ -208,7 +216,7 @@ class DirectPolytope:
             d = cf - mu * self._a_vec(cf)
             dual = float(d @ self._top_vertex(d, self.k_free)) + mu * tau
         primal = c_in + float(c_act @ w)
-        return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+        return w, dual <= primal + 1e-12 * max(abs(primal), abs(dual))
 
     def dual_bound(self, c: np.ndarray, mu: float) -> float:
         """Weak-duality upper bound on max c^T w for any multiplier mu >= 0."""
@@ -248,13 +256,13 @@ class DirectPolytope:
         if self.tau is None or af @ x <= self.tau_free:
             return self._assemble(x)
         tau = self.tau_free
-        lo, hi = 0.0, 1.0
+        lo, hi = 0.0, multiplier_bracket(float(np.abs(yf).max(initial=0.0)) + 1.0, float(af[af > 0].min(initial=np.inf)))
         x_hi = self._sum_multiplier(yf - hi * af)
         while af @ x_hi > tau and hi < 1e300:
             lo, hi = hi, hi * 4.0
             x_hi = self._sum_multiplier(yf - hi * af)
         for _ in range(_BISECT_MAX):
-            if hi - lo <= 1e-14 * hi or abs(af @ x_hi - tau) <= 1e-13 * max(1.0, tau):
+            if hi - lo <= 1e-14 * hi or abs(af @ x_hi - tau) <= 1e-13 * tau:
                 break
             mid = 0.5 * (lo + hi)
             x_mid = self._sum_multiplier(yf - mid * af)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..linop import to_host
-from ..oracle import _BISECT_MAX, _SHRINK_MIN, DirectPolytope
+from ..oracle import _BISECT_MAX, _SHRINK_MIN, DirectPolytope, multiplier_bracket
 
 # Relative half-width of the first bracket around the previous call's multiplier (adapted per call).
 _HINT_WIDTH_MIN, _HINT_WIDTH_MAX = 1e-4, 0.5
@@ -67,7 +67,7 @@ class TorchPolytope(DirectPolytope):
         if bracket is None:
             pos = af[af > 0]
             amin = float(pos.min()) if pos.numel() else 1.0
-            lo, hi = 0.0, max(1.0, float(cf.abs().max()) / max(amin, 1e-300))
+            lo, hi = 0.0, multiplier_bracket(float(cf.abs().max()), amin)
             x_lo, x_hi = x0, self._top(cf - hi * af, k)
             for _ in range(_BISECT_MAX):
                 if float(af @ x_hi) <= tau:

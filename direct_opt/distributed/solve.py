@@ -28,6 +28,8 @@ import numpy as np
 
 from ..errors import InvalidParameterError, UnsupportedConstraintError
 from ..linop import ColumnOperator
+from ..oracle import multiplier_bracket
+from ..tolerance import fits
 from ..result import SelectionResult
 from .comm import Comm
 
@@ -36,7 +38,6 @@ _GATHER_MAX = 4096  # finish a top-K selection by gathering once the bracket hol
 _PIVOTS = 15  # thresholds counted per all-reduce in dist_top_k (4 bits per round)
 _BISECT_MAX = 200
 NEAR_ONE = 1.0 - 1e-6
-_TOL = 1e-9
 
 
 def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -186,7 +187,7 @@ def dist_lmo(c: np.ndarray, a: np.ndarray, k: int, tau: float | None, comm: Comm
     a_pos = a[a > 0]
     amin = float(comm.min(a_pos.min() if a_pos.size else np.inf))
     amin = 1.0 if not np.isfinite(amin) else amin
-    lo, hi = 0.0, max(1.0, float(comm.max(np.abs(c).max(initial=0.0))) / max(amin, 1e-300))
+    lo, hi = 0.0, multiplier_bracket(float(comm.max(np.abs(c).max(initial=0.0))), amin)
     x_lo, x_hi = x0, top(hi)
     for _ in range(_BISECT_MAX):
         if budget(x_hi) <= tau:
@@ -219,7 +220,7 @@ def _mix(c, a, k, tau, x_lo, x_hi, comm) -> tuple[np.ndarray, bool]:
     mu = max(0.0, (c_lo - c_hi) / (b_lo - b_hi))
     d = c - mu * a
     dual = float(comm.sum(d @ dist_top_k(d, k, comm))) + mu * tau
-    return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+    return w, dual <= primal + 1e-12 * max(abs(primal), abs(dual))
 
 
 # ----------------------------------------------------------------------- solve
@@ -269,7 +270,7 @@ def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_it
     for t in range(1, max_iter + 1):
         p_next = gmatvec(v)
         f_next = float(p_next @ p_next)
-        if f_next < f - 1e-9 * max(1.0, abs(f)):
+        if f_next < f - 1e-9 * abs(f):
             t -= 1
             break
         step = float(np.sqrt(comm.sum(np.sum((v - w) ** 2))))
@@ -291,7 +292,7 @@ def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_it
     viol = {"cardinality": abs(float(indices.size) - P.k), "box": 0.0}
     if P.tau is not None:
         viol["budget"] = max(0.0, budget_used - P.tau)
-    feasible = indices.size == P.k and all(vv <= 1e-7 * max(1.0, abs(P.tau or 0.0)) for vv in viol.values())
+    feasible = indices.size == P.k and (P.tau is None or fits(budget_used, P.tau))
     ub = _upper_bound(P, sq, lmo)
     return SelectionResult(
         indices=indices if feasible else np.empty(0, np.int64),
@@ -348,16 +349,16 @@ def _round(P: ShardedProblem, w: np.ndarray, p_rel: np.ndarray, sq: np.ndarray, 
         near = dist_top_k(np.where(near, w, -np.inf), P.k, comm) & near
         n_near = P.k
     m_rest = P.k - n_near
-    fits = True
+    fit = True
     if tau is not None:
         s_rest, _ = k_smallest_sum(P.a, ~near, m_rest, comm)
-        fits = float(comm.sum(P.a[near].sum())) + s_rest <= tau * (1 + 1e-12) + _TOL
-    if fits:
+        fit = fits(float(comm.sum(P.a[near].sum())) + s_rest, tau)
+    if fit:
         add_local(near)
         notes.append(f"kept {n_near} near-integral entries of w")
     else:
         notes.append("near-integral part of w did not fit the constraints; filled greedily instead")
-    count = n_near if fits else 0
+    count = n_near if fit else 0
     while count < P.k:  # greedy fill by marginal gain among completable candidates
         avail = ~x
         m = P.k - count
@@ -365,9 +366,7 @@ def _round(P: ShardedProblem, w: np.ndarray, p_rel: np.ndarray, sq: np.ndarray, 
         if tau is not None:
             s_m1, small = k_smallest_sum(P.a, avail, m - 1, comm)
             s_m, _ = k_smallest_sum(P.a, avail, m, comm)
-            room = tau - budget
-            tol = _TOL * max(1.0, tau)
-            cand &= (P.a + s_m1 <= room + tol) | (small & (s_m <= room + tol))
+            cand &= fits(budget + P.a + s_m1, tau) | (small & fits(budget + s_m, tau))
         gains = np.where(cand, 2.0 * h + sq, -np.inf)
         j_loc = int(np.argmax(gains)) if gains.size else 0
         best = comm.allgather(np.array([gains[j_loc] if gains.size else -np.inf]))
@@ -405,16 +404,16 @@ def _local_search(P: ShardedProblem, x: np.ndarray, p: np.ndarray, h: np.ndarray
         top_in = _global_best(P, -gin, ins_m, L)
         if tau is not None:
             a_outs = _values_at(P, P.a, outs)
-            room = tau - budget + float(a_outs.max())
-            top_in = np.concatenate([top_in, _global_best(P, -gin, ins_m & (P.a <= room + _TOL), L)])
+            after = budget - float(a_outs.max()) + P.a
+            top_in = np.concatenate([top_in, _global_best(P, -gin, ins_m & fits(after, tau, budget + P.a), L)])
         ins = np.unique(top_in)
         G_out, G_in = _columns_at(P, outs), _columns_at(P, ins)
         gin_in, lout_out = _values_at(P, gin, ins), _values_at(P, lout, outs)
         gain = gin_in[None, :] - lout_out[:, None] - 2.0 * (G_out.T @ G_in)
         ok = np.ones_like(gain, dtype=bool)
         if tau is not None:
-            ok &= budget - _values_at(P, P.a, outs)[:, None] + _values_at(P, P.a, ins)[None, :] <= tau * (1 + 1e-12) + _TOL
-        thresh = 1e-12 * max(1.0, abs(float(p @ p)))
+            ok &= fits(budget - _values_at(P, P.a, outs)[:, None] + _values_at(P, P.a, ins)[None, :], tau)
+        thresh = 1e-12 * abs(float(p @ p))
         gain = np.where(ok, gain, -np.inf)
         flat = int(np.argsort(-gain, axis=None, kind="stable")[0])
         a_, b_ = np.unravel_index(flat, gain.shape)
@@ -456,6 +455,8 @@ def _upper_bound(P: ShardedProblem, sq: np.ndarray, lmo) -> float:
     norms = np.sqrt(sq)
     bound = float(comm.sum(norms @ lmo(norms))) ** 2
     gram = comm.sum(P.op.gram())
+    if gram.shape[0] == 0:  # r = 0: G x = 0 for every x
+        return 0.0
     ev, U = np.linalg.eigh(gram)
     ev, U = np.maximum(ev[::-1], 0.0), U[:, ::-1]
     ev = ev + 1e-10 * ev[0] + 1e-300
@@ -466,4 +467,4 @@ def _upper_bound(P: ShardedProblem, sq: np.ndarray, lmo) -> float:
         m_j = max(float(comm.sum(v @ lmo(v))), float(comm.sum(-v @ lmo(-v))))
         acc += ev[j] * m_j**2 * (1 + 1e-9)
         best = min(best, acc + ev[j + 1] * P.k)
-    return min(bound, float(best)) * (1 + 1e-9) + 1e-12
+    return min(bound, float(best)) * (1 + 1e-9)

@@ -62,7 +62,7 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
         w_next = subproblem(w, grad, v)
         p_next = next_product(problem.op, p, w, w_next)
         f_next = problem.value_from(p_next, w_next)
-        if f_next < f - 1e-9 * max(1.0, abs(f)):  # only an inexact subproblem can do this
+        if f_next < f - 1e-9 * abs(f):  # only an inexact subproblem can do this
             notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
             t, stop = t - 1, "stalled"
             break
@@ -104,8 +104,9 @@ class ScaExact(Backend):
 
 def _cvxpy_constraints(problem: SelectionProblem, w):
     cons = [w >= problem.lb, w <= problem.ub, _cp().sum(w) == problem.k]
-    if problem.tau is not None:
-        cons.append(problem.a @ w <= problem.tau)
+    if problem.tau is not None:  # scaled to max a = 1: OSQP's tolerances are absolute
+        s = float(problem.a.max()) if float(problem.a.max()) > 0 else 1.0
+        cons.append((problem.a / s) @ w <= problem.tau / s)
     for con in problem.constraints:
         cons.extend(con.cvxpy_constraints(w, problem))
     return cons
@@ -182,5 +183,5 @@ def _check(prob, cp, w) -> None:
 
     if prob.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         raise InfeasibleProblemError("the continuous relaxation is infeasible (cvxpy reports infeasible).")
-    if w.value is None:
+    if w.value is None or not np.all(np.isfinite(w.value)):
         raise SolverError(f"the cvxpy subproblem returned no point (status {prob.status}); try backend 'sca-exact'.")
