@@ -52,8 +52,10 @@ def spectral_bound(problem: SelectionProblem, outer: DirectPolytope, m_max: int 
     return float(best)
 
 
-def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: float | None = None) -> float:
-    """A valid upper bound on max f(x) over integer-feasible x."""
+def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: float | None = None,
+                spectral: bool = True) -> float:
+    """A valid upper bound on max f(x) over integer-feasible x (``spectral=False``: the norm bound
+    only, one LMO and no Gram matrix, used when the time limit has passed)."""
     P = problem
     if P.form == "concave":
         if w is None or gap is None:
@@ -63,7 +65,9 @@ def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: flo
 
     outer = structured_polytope(P)  # DirectPolytope (its LMO on the GPU when G is there)
     norms = P.op.col_norms()
-    bound = min(float(norms @ outer.lmo(norms)) ** 2, spectral_bound(P, outer))
+    bound = float(norms @ outer.lmo(norms)) ** 2
+    if spectral:
+        bound = min(bound, spectral_bound(P, outer))
     if P.c is not None:
         bound += float(P.c @ outer.lmo(P.c))
     return bound * (1 + 1e-9)  # relative padding only: the bound scales with G

@@ -182,11 +182,13 @@ def _violation_total(P: SelectionProblem, x: np.ndarray) -> float:
     return sum(v for v in P.relative_violations(x.astype(float)).values() if v > RTOL)
 
 
-def _swap_repair(st: _State, max_iter: int, rng: np.random.Generator) -> None:
+def _swap_repair(st: _State, max_iter: int, rng: np.random.Generator, deadline: float | None = None) -> None:
     """Reduce total violation by single swaps (tries a sample of pairs each round)."""
     P = st.P
     movable_in = lambda: np.flatnonzero(st.x & (P.lb < 1))  # noqa: E731
     for _ in range(max_iter):
+        if deadline is not None and time.monotonic() > deadline:
+            return
         x = st.x.astype(float)
         cur = _violation_total(P, x)
         if cur == 0.0:
@@ -374,7 +376,7 @@ def round_selection(
     _fill(st, deadline, priority)
     rng = np.random.default_rng(seed)
     if P.constraints and (st.x.sum() != P.k or _violation_total(P, st.x) > 0.0):
-        _swap_repair(st, max_iter=50, rng=rng)
+        _swap_repair(st, max_iter=50, rng=rng, deadline=deadline)
         if st.x.sum() == P.k and _violation_total(P, st.x) == 0.0:
             notes.append("swap repair restored feasibility")
     feasible = st.x.sum() == P.k and P.is_feasible(st.x.astype(float))

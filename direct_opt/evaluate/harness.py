@@ -23,14 +23,11 @@ options (a mismatch is an error: use another ``out_dir`` or ``overwrite=True``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +40,7 @@ from tqdm.auto import tqdm
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
+from ..output import write_output
 from ..result import _jsonable
 from ..stats import GradientStats
 from .report import EvalReport, build_summary
@@ -214,20 +212,9 @@ def _needs_stats(spec: SelectorSpec) -> bool:
 
 # ------------------------------------------------------------------------------- I/O
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file + rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_jsonable(obj), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write JSON to ``path`` atomically (:func:`direct_opt.output.write_output`: temp file + fsync
+    + rename, mode 0666 & ~umask, regular files only; never a half-written file)."""
+    write_output(Path(path), json.dumps(_jsonable(obj), indent=1))
 
 
 def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:

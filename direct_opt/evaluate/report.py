@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..output import write_output
 from ..result import _jsonable
 from .intervals import paired_difference, summarize
 
@@ -238,7 +239,7 @@ class EvalReport:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "results.json", self.to_dict())
-        (out / "table.md").write_text(self.table() + "\n")
+        write_output(out / "table.md", self.table() + "\n")
         self.paths = {"results": str(out / "results.json"), "table": str(out / "table.md")}
         if plot:
             from ..plotting import save_eval_figure

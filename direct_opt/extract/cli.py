@@ -50,8 +50,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="comma-separated fnmatch patterns of parameter names to use (default: all)")
     p.add_argument("--no-store-stiff", action="store_true", help="do not keep the stiff coordinates")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
     return p
+
+
+def check(args: argparse.Namespace) -> None:
+    """The validation pass of ``direct-opt extract``: input files, output directory and numbers,
+    before the model is loaded (the helpers are in :mod:`direct_opt.cli`)."""
+    from ..cli import check_input_path, check_number, check_output
+
+    check_input_path(args.train, "--train")
+    check_input_path(args.val, "--val")
+    check_output(args, "--out", kind="dir")
+    check_number(args.k_sketch, "--k-sketch", minimum=1, integer=True)
+    check_number(args.batch_size, "--batch-size", minimum=1, integer=True)
+    check_number(args.elbow_energy, "--elbow-energy", above=0.0, maximum=1.0)
+    check_number(args.seed, "--seed", minimum=0, integer=True)
 
 
 def read_texts(path: str | Path, text_field: str = "text") -> list[str]:

@@ -153,7 +153,8 @@ class Backend:
             return self._infeasible(problem, str(exc), time.monotonic() - t0)
         ls = self.local_search_default if local_search is None else bool(local_search)
         rounded = round_selection(
-            problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority
+            problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority,
+            milp_time_limit=30.0 if deadline is None else max(0.1, min(30.0, deadline - time.monotonic())),
         )
         if not rounded.ok:
             return self._infeasible(problem, rounded.message, time.monotonic() - t0, rel)
@@ -164,7 +165,7 @@ class Backend:
             return self._infeasible(problem, f"internal: rounding produced a violating set {viol}", time.monotonic() - t0, rel)
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
-        ub = upper_bound(problem, rel.w, rel.gap)
+        ub = upper_bound(problem, rel.w, rel.gap, spectral=not ctx.out_of_time())  # past the limit: the cheap bound
         if rel.timed_out or ctx.out_of_time():
             status = "time_limit"
         else:
