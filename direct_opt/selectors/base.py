@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError, InvalidParameterError, NonFiniteError, ShapeMismatchError, UnknownNameError
+from ..registry import Entry, Registry
 from ..result import _jsonable
 from ..stats import GradientStats
 
@@ -127,16 +128,9 @@ def _join(items: Sequence[str]) -> str:
 SelectorFn = Callable[..., Pick]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    fn: SelectorFn
-    description: str
-    options: tuple[str, ...]
-    open_options: bool  # fn takes **kwargs
-
-
-_REGISTRY: dict[str, _Entry] = {}
+#: Registered selector functions by name (capabilities: ``options``, the keyword options the
+#: function takes, and ``open_options``, whether it takes ``**options``).
+SELECTORS: Registry[SelectorFn] = Registry("selector")
 
 
 def register_selector(
@@ -155,33 +149,30 @@ def register_selector(
     def deco(f: SelectorFn) -> SelectorFn:
         if not callable(f):
             raise InvalidParameterError(f"selector {name!r}: {f!r} is not callable.")
-        if name in _REGISTRY and not overwrite and _REGISTRY[name].fn is not f:
-            raise InvalidParameterError(
-                f"a selector named {name!r} is already registered; pass overwrite=True to replace it."
-            )
         params = list(inspect.signature(f).parameters.values())[1:]
-        opts = tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        opts = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
         open_ = any(p.kind is p.VAR_KEYWORD for p in params)
         desc = description or (inspect.getdoc(f) or "").split("\n")[0]
-        _REGISTRY[name] = _Entry(name, f, desc, opts, open_)
-        return f
+        return SELECTORS.add(name, f, description=desc, overwrite=overwrite,
+                             capabilities={"options": opts, "open_options": open_})
 
     return deco if fn is None else deco(fn)
 
 
 def unregister_selector(name: str) -> None:
     """Remove a registered selector (no error when absent)."""
-    _REGISTRY.pop(name, None)
+    SELECTORS.remove(name)
 
 
 def available_selectors() -> list[str]:
     """Registered selector names, sorted."""
-    return sorted(_REGISTRY)
+    return SELECTORS.names()
 
 
 def describe_selectors() -> dict[str, dict[str, Any]]:
     """{name: {"description", "options"}} for every registered selector."""
-    return {n: {"description": e.description, "options": list(e.options)} for n, e in sorted(_REGISTRY.items())}
+    return {n: {"description": d["description"], "options": list(d["capabilities"]["options"])}
+            for n, d in SELECTORS.describe().items()}
 
 
 def _pool_len(pool: Any) -> int:
@@ -203,20 +194,25 @@ def _check_k(k: Any, n: int | None) -> int:
     return int(k)
 
 
+def _entry(name: str) -> Entry:
+    if not isinstance(name, str) or name not in SELECTORS:
+        raise UnknownNameError(f"unknown selector {name!r}; known selectors: {available_selectors()}.")
+    return SELECTORS.entry(name)
+
+
 def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Raise InvalidParameterError (UnknownNameError for a bad name) for options selector ``name``
     would reject, without running it.  A selector taking open ``**options`` may carry a
     ``check_options(options)`` attribute that validates them (``direct`` does)."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise UnknownNameError(f"unknown selector {name!r}; known selectors: {available_selectors()}.")
-    entry = _REGISTRY[name]
-    if hasattr(entry.fn, "check_options"):
-        entry.fn.check_options(dict(options))
-    elif not entry.open_options:
-        unknown = sorted(set(options) - set(entry.options))
+    entry = _entry(name)
+    caps = entry.capabilities
+    if hasattr(entry.obj, "check_options"):
+        entry.obj.check_options(dict(options))
+    elif not caps["open_options"]:
+        unknown = sorted(set(options) - set(caps["options"]))
         if unknown:
             raise InvalidParameterError(
-                f"selector {name!r} has no option(s) {unknown}; its options are {sorted(entry.options)}."
+                f"selector {name!r} has no option(s) {unknown}; its options are {sorted(caps['options'])}."
             )
 
 
@@ -251,9 +247,7 @@ def select(
         UnknownNameError (unknown selector), InvalidParameterError (K out of range, unknown
         option), InvalidInputError (missing inputs), ShapeMismatchError (stats/pool disagree).
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise UnknownNameError(f"unknown selector {name!r}; known selectors: {available_selectors()}.")
-    entry = _REGISTRY[name]
+    entry = _entry(name)
     sizes = {}
     if stats is not None:
         if not isinstance(stats, GradientStats):
@@ -275,7 +269,7 @@ def select(
     inp = SelectorInputs(k=k, n=n_pool, stats=stats, model=model, loss_fn=loss_fn, pool=pool,
                          reference=reference, seed=int(seed), name=name)
     t0 = time.perf_counter()
-    pick = entry.fn(inp, **options)
+    pick = entry.obj(inp, **options)
     elapsed = time.perf_counter() - t0
     if not isinstance(pick, Pick):
         raise InvalidInputError(f"selector {name!r} returned {type(pick).__name__}; selectors must return a Pick.")

@@ -30,6 +30,7 @@ import numpy as np
 from ..certificates import certified_ratio, upper_bound
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..problem import SelectionProblem
+from ..registry import Registry
 from ..result import SelectionResult
 from ..stats import int_scalar, real_scalar
 from ..rounding import diagnose_infeasibility, round_selection
@@ -37,7 +38,8 @@ from ..rounding import diagnose_infeasibility, round_selection
 DEFAULT_MAX_ITER = 20
 DEFAULT_TOL = 1e-4
 
-_REGISTRY: dict[str, type["Backend"]] = {}
+#: Registered backend classes by name (capabilities: the objective forms and constraint kinds).
+BACKENDS: Registry[type["Backend"]] = Registry("backend")
 
 
 @dataclass
@@ -141,8 +143,8 @@ class Backend:
                 )
         problem.require(
             self.name, self.kinds, self.forms,
-            kind_support={n: b.kinds for n, b in _REGISTRY.items()},
-            form_support={n: b.forms for n, b in _REGISTRY.items()},
+            kind_support={n: BACKENDS.get(n).kinds for n in BACKENDS.names()},
+            form_support={n: BACKENDS.get(n).forms for n in BACKENDS.names()},
         )
         t0 = time.monotonic()
         deadline = None if time_limit is None else t0 + float(time_limit)
@@ -213,24 +215,33 @@ class Backend:
         )
 
 
-def register_backend(cls: type[Backend]) -> type[Backend]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if not cls.name:
-        raise InvalidParameterError(f"{cls.__name__} needs a non-empty 'name'.")
-    _REGISTRY[cls.name] = cls
-    return cls
+def register_backend(cls: type[Backend] | None = None, *, overwrite: bool = False) -> Any:
+    """Class decorator: make ``cls`` available under ``cls.name``.
+
+    A second, different class under a taken name is an error unless ``overwrite=True``
+    (``@register_backend(overwrite=True)``)."""
+
+    def deco(c: type[Backend]) -> type[Backend]:
+        if not isinstance(c, type) or not issubclass(c, Backend):
+            raise InvalidParameterError(f"register_backend expects a Backend subclass, got {c!r}.")
+        if not c.name:
+            raise InvalidParameterError(f"{c.__name__} needs a non-empty 'name'.")
+        return BACKENDS.add(c.name, c, overwrite=overwrite,
+                            capabilities={"forms": sorted(c.forms), "kinds": sorted(c.kinds)})
+
+    return deco if cls is None else deco(cls)
 
 
 def available_backends() -> list[str]:
     """Registered backend names."""
-    return sorted(_REGISTRY)
+    return BACKENDS.names()
 
 
 def get_backend(name: str) -> Backend:
     """A fresh instance of the backend registered as ``name``."""
-    if not isinstance(name, str) or name not in _REGISTRY:
+    if not isinstance(name, str) or name not in BACKENDS:
         raise UnknownNameError(f"unknown backend {name!r}; known backends: {available_backends()}.")
-    return _REGISTRY[name]()
+    return BACKENDS.get(name)()
 
 
 def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) -> SelectionResult:

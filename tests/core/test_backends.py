@@ -195,9 +195,12 @@ def test_inexact_subproblem_stops_with_status_stalled(monkeypatch):
 
             return sca.sca_loop(problem, ctx, oracle, sub)
 
-    monkeypatch.setitem(base._REGISTRY, WorseStep.name, WorseStep)
+    base.register_backend(WorseStep)
     G, a, k, tau = instance(n=60, r=5, k=6, seed=3)
-    res = solve(SelectionProblem(G, a, k, tau), WorseStep.name, max_iter=20)
+    try:
+        res = solve(SelectionProblem(G, a, k, tau), WorseStep.name, max_iter=20)
+    finally:
+        base.BACKENDS.remove(WorseStep.name)
     assert res.status == "stalled" and not res.converged and res.iterations == 1
     assert "inexact subproblem lowered f" in res.message
     assert res.feasible and len(res.indices) == k and res.objective <= res.upper_bound

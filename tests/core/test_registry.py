@@ -28,3 +28,33 @@ def test_register_get_describe_and_overwrite_rule():
         reg.add("", int)
     reg.remove("a")
     assert reg.names() == ["b"]
+
+
+def test_backends_and_selectors_share_the_registry_rule():
+    import numpy as np
+
+    from direct_opt.selectors import register_selector, unregister_selector, Pick, describe_selectors
+    from direct_opt.solvers import Backend, register_backend
+    from direct_opt.solvers.base import BACKENDS
+    from direct_opt.solvers.greedy import Greedy as GreedyBackend
+
+    class Other(Backend):
+        """A second class under a taken name."""
+        name = "greedy"
+
+    with pytest.raises(InvalidParameterError, match="already registered"):
+        register_backend(Other)
+    assert BACKENDS.get("greedy") is GreedyBackend and register_backend(GreedyBackend) is GreedyBackend
+    assert BACKENDS.describe()["greedy"]["capabilities"]["forms"] == sorted(GreedyBackend.forms)
+
+    def first(inp, *, shift: int = 0):
+        """First K."""
+        return Pick(np.arange(inp.k) + shift)
+
+    register_selector("test-first", first)
+    try:
+        assert describe_selectors()["test-first"] == {"description": "First K.", "options": ["shift"]}
+        with pytest.raises(InvalidParameterError, match="already registered"):
+            register_selector("test-first", lambda inp: None)
+    finally:
+        unregister_selector("test-first")
