@@ -115,9 +115,13 @@ class Constraint:
         (see :mod:`direct_opt.tolerance`): per linear row (A x - hi) / max(|hi|, |A| x); the
         fixings absolutely (x lies in [0, 1]).  A custom constraint whose values are not of
         order 1 should override this (the default compares :meth:`violation` absolutely)."""
-        rows = self.linear_rows(problem.n)
+        cache = getattr(self, "_abs_rows", None)
+        if cache is None or cache[0] != problem.n:
+            rows = self.linear_rows(problem.n)
+            cache = self._abs_rows = (problem.n, rows, None if rows is None else abs(rows.A))
+        _, rows, abs_a = cache
         if rows is not None:
-            return float(row_excess(rows.A @ x, abs(rows.A) @ x, rows.lo, rows.hi).max(initial=0.0))
+            return float(row_excess(rows.A @ x, abs_a @ x, rows.lo, rows.hi).max(initial=0.0))
         return self.violation(x, problem)
 
     def __repr__(self) -> str:

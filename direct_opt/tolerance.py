@@ -41,6 +41,8 @@ def fits(lhs: Any, bound: Any, scale: Any = 0.0) -> Any:
 
 def excess(lhs: Any, bound: Any, scale: Any = 0.0) -> Any:
     """Relative violation max(0, lhs - bound) / max(|bound|, |lhs|, scale) (0 when met exactly)."""
+    if isinstance(lhs, float) and isinstance(bound, float) and isinstance(scale, float):  # the common scalar case
+        return (lhs - bound) / max(abs(bound), abs(lhs), scale) if lhs > bound else 0.0
     lhs, bound = np.asarray(lhs, dtype=np.float64), np.asarray(bound, dtype=np.float64)
     size = np.maximum(np.maximum(np.abs(bound), np.abs(lhs)), np.asarray(scale, dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -50,8 +52,13 @@ def excess(lhs: Any, bound: Any, scale: Any = 0.0) -> Any:
 
 
 def row_excess(v: np.ndarray, absv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Relative violation per row of lo <= v <= hi, v = A x and absv = |A| x (m,)."""
-    return np.maximum(excess(v, hi, absv), excess(-v, -lo, absv))
+    """Relative violation per row of lo <= v <= hi, v = A x and absv = |A| x >= |v| (m,)."""
+    out = np.zeros(v.shape)
+    for bound, over in ((hi, v - hi), (lo, lo - v)):
+        bad = over > 0
+        if bad.any():
+            out[bad] = np.maximum(out[bad], over[bad] / np.maximum(np.abs(bound[bad]), absv[bad]))
+    return out
 
 
 def is_met(relative_violation: float) -> bool:
