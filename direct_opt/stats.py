@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -283,7 +284,8 @@ class GradientStats:
             d = d.resolve()
         _check_replaceable(d)
         d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.", suffix=".tmp"))
+        _remove_dead_copies(d)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.{os.getpid()}.", suffix=".tmp"))
         try:
             os.chmod(tmp, 0o777 & ~_UMASK)
             entries = {}
@@ -392,6 +394,20 @@ def _check_replaceable(d: Path) -> None:
             f"refusing to replace {d}: it holds {foreign[:5]}, which are not stats files; "
             "save to a new directory, or move those files away."
         )
+
+
+def _remove_dead_copies(d: Path) -> None:
+    """Remove partial copies ``.NAME.PID.*.tmp`` beside ``d`` left by saves whose process died."""
+    for tmp in d.parent.glob(f".{glob_escape(d.name)}.*.tmp"):
+        m = re.fullmatch(rf"\.{re.escape(d.name)}\.(\d+)\..*\.tmp", tmp.name)
+        if not m or not tmp.is_dir() or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # alive under another user, or unknown: leave it
+            pass
 
 
 def _fsync_dir(d: Path) -> None:
