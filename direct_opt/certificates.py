@@ -16,9 +16,11 @@ the Frank–Wolfe gap bounds the relaxed optimum: f* <= f(w) + max_v grad^T (v -
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .oracle import DirectPolytope
+from .oracle import DirectPolytope, structured_polytope
 from .problem import SelectionProblem
 
 SPECTRAL_DIRECTIONS = 3
@@ -46,30 +48,31 @@ def spectral_bound(problem: SelectionProblem, outer: DirectPolytope, m_max: int 
     for j in range(m_max):
         sigma = np.sqrt(ev[j])
         v = P.op.rmatvec(U[:, j]) / sigma
-        m_j = max(float(v @ outer.lmo(v)), float(-v @ outer.lmo(-v)))
+        m_j = max(outer.dot(v, outer.lmo(v)), outer.dot(-v, outer.lmo(-v)))
         acc += ev[j] * m_j**2 * (1 + 1e-9)
         best = min(best, acc + ev[j + 1] * P.k)
     return float(best)
 
 
 def upper_bound(problem: SelectionProblem, w: np.ndarray | None = None, gap: float | None = None,
-                spectral: bool = True) -> float:
-    """A valid upper bound on max f(x) over integer-feasible x (``spectral=False``: the norm bound
-    only, one LMO and no Gram matrix, used when the time limit has passed)."""
+                oracle: Any = None, spectral: bool = True) -> float:
+    """A valid upper bound on max f(x) over integer-feasible x.
+
+    ``oracle``: the solve's oracle; reused when it is the structured polytope (its LMO then also
+    runs on the device or over the ranks it runs on), else the structured polytope is built.
+    ``spectral=False``: the norm bound only (one LMO, no Gram matrix), used past the time limit."""
     P = problem
     if P.form == "concave":
         if w is None or gap is None:
             return np.inf
         return P.objective(w) + max(0.0, gap)
-    from .distributed.device_oracle import structured_polytope
-
-    outer = structured_polytope(P)  # DirectPolytope (its LMO on the GPU when G is there)
+    outer = oracle if isinstance(oracle, DirectPolytope) else structured_polytope(P)
     norms = P.op.col_norms()
-    bound = float(norms @ outer.lmo(norms)) ** 2
+    bound = outer.dot(norms, outer.lmo(norms)) ** 2
     if spectral:
         bound = min(bound, spectral_bound(P, outer))
     if P.c is not None:
-        bound += float(P.c @ outer.lmo(P.c))
+        bound += outer.dot(P.c, outer.lmo(P.c))
     return bound * (1 + 1e-9)  # relative padding only: the bound scales with G
 
 

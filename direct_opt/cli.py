@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .defaults import TAU_REL
 
 # subcommand -> module providing add_parser(subparsers) and run(args) -> int
 SUBCOMMANDS = {
@@ -207,7 +208,7 @@ def load_problem(args: argparse.Namespace):
     from .stats import GradientStats
 
     stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not getattr(args, "no_verify", False))
-    tau_rel = 0.1 if (args.tau is None and args.tau_rel is None) else args.tau_rel
+    tau_rel = TAU_REL if (args.tau is None and args.tau_rel is None) else args.tau_rel
     return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=tau_rel, tau=args.tau)
 
 

@@ -30,10 +30,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .defaults import COMPARE_BACKENDS
+
 FORMAT = "direct_opt.compare"
 VERSION = 1
 #: default order: the default backend first (the Jaccard reference), the paper-faithful one last.
-DEFAULT_BACKENDS = ("sca-exact", "sca-osqp", "frank-wolfe", "fw-block", "greedy", "random", "pga-dykstra")
+DEFAULT_BACKENDS = COMPARE_BACKENDS
 
 
 def add_parser(subparsers: Any) -> None:

@@ -11,7 +11,7 @@ them:
 * ``"quadratic"`` — convex quadratic (or any cvxpy-expressible convex) constraint;
   only ``sca-osqp`` can put them into its subproblem.  Rounding checks them.
 
-To write a new one, subclass :class:`LinearConstraint`-style (give ``linear_rows``) or
+To write a new one, subclass :class:`LinearRowsConstraint` (set ``A``, ``lo``, ``hi``, ``row_names``) or
 :class:`Constraint` (give ``cvxpy_constraints`` and ``violation``); see docs/constraints.md.
 """
 
@@ -131,7 +131,30 @@ class Constraint:
 # ----------------------------------------------------------------------- linear
 
 
-class LinearConstraint(Constraint):
+class LinearRowsConstraint(Constraint):
+    """Base of the linear constraints: rows ``lo <= A w <= hi``.
+
+    Attributes (set by subclasses): ``A`` (m, N) CSR, ``lo`` / ``hi`` (m,) (+-inf for one
+    side), ``row_names`` (m names), ``name``.
+    """
+
+    kind = "linear"
+    A: sp.csr_matrix
+    lo: np.ndarray
+    hi: np.ndarray
+    row_names: list[str]
+
+    def check(self, n: int) -> None:
+        if self.A.shape[1] != n:
+            raise ShapeMismatchError(
+                f"{self.name}: A has {self.A.shape[1]} columns but the pool has N={n} samples."
+            )
+
+    def linear_rows(self, n: int) -> LinearRows:
+        return LinearRows(self.A, self.lo, self.hi, list(self.row_names))
+
+
+class LinearConstraint(LinearRowsConstraint):
     """General linear rows ``A w <= b`` / ``A w >= b`` / ``A w == b``.
 
     Args:
@@ -139,8 +162,6 @@ class LinearConstraint(Constraint):
         b: (m,) or scalar right-hand side.
         sense: "<=", ">=" or "==".
     """
-
-    kind = "linear"
 
     def __init__(self, A: Any, b: Any, sense: str = "<=", name: str = "linear") -> None:
         if sense not in ("<=", ">=", "=="):
@@ -157,21 +178,13 @@ class LinearConstraint(Constraint):
         check_finite(f"{name}.A", A.data)
         check_finite(f"{name}.b", b)
         self.A, self.b, self.sense, self.name = A, b, sense, name
-
-    def check(self, n: int) -> None:
-        if self.A.shape[1] != n:
-            raise ShapeMismatchError(
-                f"{self.name}: A has {self.A.shape[1]} columns but the pool has N={n} samples."
-            )
-
-    def linear_rows(self, n: int) -> LinearRows:
-        inf = np.full_like(self.b, np.inf)
-        lo = {"<=": -inf, ">=": self.b, "==": self.b}[self.sense]
-        hi = {"<=": self.b, ">=": inf, "==": self.b}[self.sense]
-        return LinearRows(self.A, lo, hi, [self.name] * len(self.b))
+        inf = np.full_like(b, np.inf)
+        self.lo = {"<=": -inf, ">=": b, "==": b}[sense]
+        self.hi = {"<=": b, ">=": inf, "==": b}[sense]
+        self.row_names = [name] * len(b)
 
 
-class GroupQuota(LinearConstraint):
+class GroupQuota(LinearRowsConstraint):
     """Min/max number of selected samples per group label (e.g. per domain).
 
     Args:
@@ -219,11 +232,8 @@ class GroupQuota(LinearConstraint):
         if self.labels.shape[0] != n:
             raise ShapeMismatchError(f"{self.name}: {self.labels.shape[0]} labels for a pool of N={n}.")
 
-    def linear_rows(self, n: int) -> LinearRows:
-        return LinearRows(self.A, self.lo, self.hi, self.row_names)
 
-
-class WeightBudget(LinearConstraint):
+class WeightBudget(LinearRowsConstraint):
     """Total of a per-sample weight within bounds, e.g. tokens: ``sum_i w_i t_i <= max_total``."""
 
     def __init__(
@@ -236,14 +246,11 @@ class WeightBudget(LinearConstraint):
         self.A = sp.csr_matrix(w[None, :])
         self.lo = np.array([-np.inf if min_total is None else real_scalar(f"{name}: min_total", min_total)])
         self.hi = np.array([np.inf if max_total is None else real_scalar(f"{name}: max_total", max_total)])
-        self.name = name
+        self.name, self.row_names = name, [name]
 
     def check(self, n: int) -> None:
         if self.A.shape[1] != n:
             raise ShapeMismatchError(f"{self.name}: {self.A.shape[1]} weights for a pool of N={n}.")
-
-    def linear_rows(self, n: int) -> LinearRows:
-        return LinearRows(self.A, self.lo, self.hi, [self.name])
 
 
 # ----------------------------------------------------------------------- bounds

@@ -40,12 +40,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .defaults import DEMO_BACKENDS, TAU_REL
+
 FORMAT = "direct_opt.demo"
 VERSION = 1
 DEFAULT_OUT = "direct-opt-demo"
 #: DiReCT backends run by default: the default (sca-exact), the cheap/large-N ones and the
 #: paper-faithful baseline (pga-dykstra). sca-osqp is left out (slow, same optimum as sca-exact).
-DEFAULT_BACKENDS = ("sca-exact", "greedy", "frank-wolfe", "fw-block", "pga-dykstra")
+DEFAULT_BACKENDS = DEMO_BACKENDS
 #: the sizes of the two presets. Chosen for run time on 2 CPU cores, not for any method.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n_seeds": 2},
@@ -109,7 +111,7 @@ def demo_config(quick: bool, seed: int, n_seeds: int | None, backends: Sequence[
         "k_fraction": K_FRACTION, "lr": 3e-3,
         "schedule": {"shape": "linear", "epochs": 4.0, "optimizer_state": "restore", "eval_every": 5},
         "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32},
-        "program_tau_rel": 0.1,
+        "program_tau_rel": TAU_REL,
     }
 
 

@@ -106,7 +106,8 @@ def _is_torch(x: Any) -> bool:
 
 
 class ColumnOperator:
-    """Matrix-vector products with G (r, N).
+    """Matrix-vector products with G (r, N); ``ColumnOperator(G, ...)`` returns the operator
+    for where G lives (see :func:`make_operator`).
 
     Args:
         G: numpy array / np.memmap (r, N) or a torch tensor (r, N) on any device.
@@ -118,32 +119,26 @@ class ColumnOperator:
 
     Memory: a half-precision G (numpy or torch) is never upcast as a whole; products run
     block by block, so at most one float32 block (``block_cols`` columns) exists besides G.
+
+    The kinds: :class:`HostOperator` (in-memory numpy), :class:`StreamedOperator` (memory map
+    or half precision, column blocks upcast on the fly), :class:`TorchOperator` (a torch
+    tensor, e.g. resident on CUDA), :class:`HostToDeviceOperator` (numpy blocks shipped to a
+    torch device per product).  Inputs and outputs are float64 numpy vectors.
     """
+
+    is_torch = False  # products run in torch
+    streamed = False  # products run block by block (sparse weight vectors gather their columns)
+    host_to_device = False
+    device: Any = "cpu"
+
+    def __new__(cls, G: Any = None, block_cols: int | None = None, device: Any = None) -> "ColumnOperator":
+        if cls is ColumnOperator:
+            cls = operator_class(G, device)
+        return super().__new__(cls)
 
     def __init__(self, G: Any, block_cols: int | None = None, device: Any = None) -> None:
         self.G = G
-        self.is_torch = _is_torch(G)
         self.r, self.n = int(G.shape[0]), int(G.shape[1])
-        self.host_to_device = False
-        if self.is_torch or device is not None:
-            import torch
-
-            self._torch = torch
-            if self.is_torch:
-                self.device = G.device
-                self._tdtype = G.dtype if G.dtype in (torch.float32, torch.float64) else torch.float32
-                self.streamed = G.dtype != self._tdtype
-            else:  # numpy / memmap G streamed to a torch device block by block
-                self.device = torch.device(device)
-                self._tdtype = torch.float64 if G.dtype == np.float64 else torch.float32
-                self._dtype = np.float64 if G.dtype == np.float64 else np.float32
-                self.is_torch = True
-                self.host_to_device = True
-                self.streamed = True
-        else:
-            self.device = "cpu"
-            self._dtype = np.float64 if G.dtype == np.float64 else np.float32
-            self.streamed = isinstance(G, np.memmap) or G.dtype != self._dtype
         if block_cols is None:
             block_cols = max(1, DEFAULT_BLOCK_BYTES // (4 * max(1, self.r)))
         self.block_cols = int(block_cols)
@@ -151,92 +146,47 @@ class ColumnOperator:
         self._col_norms: np.ndarray | None = None
         self._gram: np.ndarray | None = None
 
-    # ---------------------------------------------------------------- blocks
+    # ------------------------------------------------------ per kind
     def _blocks(self):
-        """Yield (start, stop, block) with block an (r, stop-start) array in compute precision
-        (a torch tensor on ``self.device`` when ``is_torch``)."""
-        if not self.streamed and not self.is_torch:
-            yield 0, self.n, self.G
-            return
-        for s in range(0, self.n, self.block_cols):  # torch: views of a resident G, no copies
-            e = min(self.n, s + self.block_cols)
-            if self.host_to_device:
-                B = self.G[:, s:e]
-                if B.dtype == np.float16:  # ship half precision, upcast on the device
-                    t = self._torch.from_numpy(np.ascontiguousarray(B)).to(self.device, non_blocking=False)
-                    yield s, e, t.to(self._tdtype)
-                else:
-                    yield s, e, self._torch.from_numpy(_upcast(B, self._dtype)).to(self.device)
-            elif self.is_torch:
-                yield s, e, self.G[:, s:e].to(self._tdtype)
-            else:
-                yield s, e, _upcast(self.G[:, s:e], self._dtype)
+        """Yield (start, stop, block): (r, stop-start) column blocks in compute precision."""
+        raise NotImplementedError
+
+    def _dense_matvec(self, w: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def rmatvec(self, p: np.ndarray) -> np.ndarray:
+        """G^T @ p: (r,) -> (N,) float64."""
+        raise NotImplementedError
+
+    def col_sq_norms(self) -> np.ndarray:
+        """||g_i||^2 for every column, float64 (N,) (cached)."""
+        raise NotImplementedError
+
+    def gram(self) -> np.ndarray:
+        """G G^T, float64 (r, r) (cached; one streamed pass)."""
+        raise NotImplementedError
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """G[:, idx] as float64 (r, len(idx))."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return np.asarray(self.G[:, idx], dtype=np.float64)
 
     def _gather(self, idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """sum_j weights_j G[:, idx_j] in float64 (r,), gathering at most one block of columns at a time."""
         out = np.zeros(self.r)
         idx = np.asarray(idx, dtype=np.int64)
-        if self.is_torch and not self.host_to_device:  # G on the device: gather and reduce there
-            torch, bc = self._torch, self.block_cols
-            acc = torch.zeros(self.r, dtype=torch.float64, device=self.device)
-            for s in range(0, idx.size, bc):
-                cols = self.G[:, torch.as_tensor(idx[s : s + bc], device=self.device)].double()
-                acc += cols.sum(1) if weights is None else cols @ torch.as_tensor(
-                    weights[s : s + bc], dtype=torch.float64, device=self.device)
-            return acc.cpu().numpy()
         for s in range(0, idx.size, self.block_cols):
             cols = self.columns(idx[s : s + self.block_cols])
             out += cols.sum(axis=1) if weights is None else cols @ weights[s : s + self.block_cols]
         return out
 
-    def _to_t(self, v: np.ndarray):
-        return self._torch.as_tensor(v, dtype=self._tdtype, device=self.device)
-
-    # -------------------------------------------------------------- products
+    # ------------------------------------------------------ shared
     def matvec(self, w: np.ndarray) -> np.ndarray:
         """G @ w: (N,) -> (r,) float64."""
         if self.streamed and np.count_nonzero(w) < SPARSE_FRACTION * self.n:  # count: no index array
             nz_all = np.flatnonzero(w)
             return self._gather(nz_all, np.asarray(w, dtype=np.float64)[nz_all])
-        if self.is_torch:
-            acc = self._torch.zeros(self.r, dtype=self._torch.float64, device=self.device)
-            for s, e, B in self._blocks():
-                acc += (B @ self._to_t(w[s:e])).double()
-            return acc.cpu().numpy()
-        out = np.zeros(self.r, dtype=np.float64)
-        for s, e, B in self._blocks():
-            ws = w[s:e]
-            nz = np.flatnonzero(ws)
-            if nz.size == 0:
-                continue
-            if nz.size < 0.05 * (e - s):  # sparse selection: touch only the needed columns
-                out += np.asarray(B[:, nz], dtype=np.float64) @ ws[nz]
-            else:
-                out += (B @ ws.astype(B.dtype, copy=False)).astype(np.float64)
-        return out
-
-    def rmatvec(self, p: np.ndarray) -> np.ndarray:
-        """G^T @ p: (r,) -> (N,) float64."""
-        if self.is_torch:
-            pt = self._to_t(p)
-            if not self.streamed:
-                return to_host((self.G.T @ pt).double())
-            out_t = self._torch.empty(self.n, dtype=self._torch.float64, device=self.device)
-            for s, e, B in self._blocks():
-                out_t[s:e] = B.T @ pt
-            return to_host(out_t)
-        out = np.empty(self.n, dtype=np.float64)
-        for s, e, B in self._blocks():
-            out[s:e] = B.T @ p.astype(B.dtype, copy=False)
-        return out
-
-    def columns(self, idx: np.ndarray) -> np.ndarray:
-        """G[:, idx] as float64 (r, len(idx))."""
-        idx = np.asarray(idx, dtype=np.int64)
-        if self.is_torch and not self.host_to_device:
-            t = self._torch.as_tensor(idx, device=self.device)
-            return self.G[:, t].double().cpu().numpy()
-        return np.asarray(self.G[:, idx], dtype=np.float64)
+        return self._dense_matvec(w)
 
     def col_sum(self, idx: np.ndarray) -> np.ndarray:
         """Sum of the selected columns, float64 (r,) (gathered in blocks: no (r, len(idx)) copy)."""
@@ -257,50 +207,193 @@ class ColumnOperator:
         nz = np.flatnonzero(d)
         return self._gather(np.asarray(idx, dtype=np.int64)[nz], np.asarray(d, dtype=np.float64)[nz])
 
-    # ------------------------------------------------------------ summaries
-    def col_sq_norms(self) -> np.ndarray:
-        """||g_i||^2 for every column, float64 (N,) (cached)."""
-        if self._col_sq is None:
-            if self.is_torch:
-                out_t = self._torch.empty(self.n, dtype=self._torch.float64, device=self.device)
-                for s, e, B in self._blocks():
-                    out_t[s:e] = (B * B).sum(0, dtype=self._torch.float64)
-                self._col_sq = to_host(out_t)
-            else:
-                out = np.empty(self.n)
-                for s, e, B in self._blocks():
-                    out[s:e] = np.einsum("ij,ij->j", B, B, dtype=np.float64)
-                self._col_sq = out
-        return self._col_sq
-
     def col_norms(self) -> np.ndarray:
         """||g_i|| for every column (N,) (cached)."""
         if self._col_norms is None:
             self._col_norms = np.sqrt(self.col_sq_norms())
         return self._col_norms
 
-    def gram(self) -> np.ndarray:
-        """G G^T, float64 (r, r) (cached; one streamed pass)."""
-        if self._gram is None:
-            if self.is_torch:
-                acc = self._torch.zeros((self.r, self.r), dtype=self._torch.float64, device=self.device)
-                for _, _, B in self._blocks():
-                    acc += (B @ B.T).double()
-                self._gram = acc.cpu().numpy()
+
+class HostOperator(ColumnOperator):
+    """An in-memory numpy G (float32 / float64): products with numpy (BLAS) in one piece."""
+
+    def __init__(self, G: Any, block_cols: int | None = None, device: Any = None) -> None:
+        super().__init__(G, block_cols)
+        self._dtype = np.float64 if G.dtype == np.float64 else np.float32
+
+    def _blocks(self):
+        yield 0, self.n, self.G
+
+    def _dense_matvec(self, w: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.r, dtype=np.float64)
+        for s, e, B in self._blocks():
+            ws = w[s:e]
+            nz = np.flatnonzero(ws)
+            if nz.size == 0:
+                continue
+            if nz.size < 0.05 * (e - s):  # sparse selection: touch only the needed columns
+                out += np.asarray(B[:, nz], dtype=np.float64) @ ws[nz]
             else:
-                gram = np.zeros((self.r, self.r))
-                try:  # torch's B B^T is several times faster than numpy's on CPU
-                    import torch
-                except ImportError:  # pragma: no cover - torch is optional for the solvers
-                    torch = None
-                for _, _, B in self._blocks():
-                    if torch is not None and B.dtype in (np.float32, np.float64) and B.flags.c_contiguous:
-                        tB = torch.from_numpy(B)
-                        gram += (tB @ tB.T).double().numpy()
-                    else:
-                        gram += (B @ B.T).astype(np.float64)
-                self._gram = gram
+                out += (B @ ws.astype(B.dtype, copy=False)).astype(np.float64)
+        return out
+
+    def rmatvec(self, p: np.ndarray) -> np.ndarray:
+        out = np.empty(self.n, dtype=np.float64)
+        for s, e, B in self._blocks():
+            out[s:e] = B.T @ p.astype(B.dtype, copy=False)
+        return out
+
+    def col_sq_norms(self) -> np.ndarray:
+        if self._col_sq is None:
+            out = np.empty(self.n)
+            for s, e, B in self._blocks():
+                out[s:e] = np.einsum("ij,ij->j", B, B, dtype=np.float64)
+            self._col_sq = out
+        return self._col_sq
+
+    def gram(self) -> np.ndarray:
+        if self._gram is None:
+            gram = np.zeros((self.r, self.r))
+            try:  # torch's B B^T is several times faster than numpy's on CPU
+                import torch
+            except ImportError:  # pragma: no cover - torch is optional for the solvers
+                torch = None
+            for _, _, B in self._blocks():
+                if torch is not None and B.dtype in (np.float32, np.float64) and B.flags.c_contiguous:
+                    tB = torch.from_numpy(B)
+                    gram += (tB @ tB.T).double().numpy()
+                else:
+                    gram += (B @ B.T).astype(np.float64)
+            self._gram = gram
         return self._gram
+
+
+class StreamedOperator(HostOperator):
+    """A numpy memory map or half-precision G: column blocks upcast (float32) one at a time."""
+
+    streamed = True
+
+    def _blocks(self):
+        for s in range(0, self.n, self.block_cols):
+            e = min(self.n, s + self.block_cols)
+            yield s, e, _upcast(self.G[:, s:e], self._dtype)
+
+
+class TorchOperator(ColumnOperator):
+    """A torch tensor G on any device (CPU or CUDA, resident): products in torch there, in
+    float32 / float64 (a half-precision G is upcast block by block)."""
+
+    is_torch = True
+
+    def __init__(self, G: Any, block_cols: int | None = None, device: Any = None) -> None:
+        super().__init__(G, block_cols)
+        import torch
+
+        self._torch = torch
+        self._setup(device)
+
+    def _setup(self, device: Any) -> None:
+        torch, G = self._torch, self.G
+        self.device = G.device
+        self._tdtype = G.dtype if G.dtype in (torch.float32, torch.float64) else torch.float32
+        self.streamed = G.dtype != self._tdtype
+
+    def _blocks(self):
+        for s in range(0, self.n, self.block_cols):  # views of a resident G, no copies
+            e = min(self.n, s + self.block_cols)
+            yield s, e, self.G[:, s:e].to(self._tdtype)
+
+    def _to_t(self, v: np.ndarray):
+        return self._torch.as_tensor(v, dtype=self._tdtype, device=self.device)
+
+    def _dense_matvec(self, w: np.ndarray) -> np.ndarray:
+        acc = self._torch.zeros(self.r, dtype=self._torch.float64, device=self.device)
+        for s, e, B in self._blocks():
+            acc += (B @ self._to_t(w[s:e])).double()
+        return acc.cpu().numpy()
+
+    def rmatvec(self, p: np.ndarray) -> np.ndarray:
+        pt = self._to_t(p)
+        if not self.streamed:
+            return to_host((self.G.T @ pt).double())
+        out_t = self._torch.empty(self.n, dtype=self._torch.float64, device=self.device)
+        for s, e, B in self._blocks():
+            out_t[s:e] = B.T @ pt
+        return to_host(out_t)
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        t = self._torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.device)
+        return self.G[:, t].double().cpu().numpy()
+
+    def _gather(self, idx: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Gather and reduce on the device."""
+        torch, bc = self._torch, self.block_cols
+        idx = np.asarray(idx, dtype=np.int64)
+        acc = torch.zeros(self.r, dtype=torch.float64, device=self.device)
+        for s in range(0, idx.size, bc):
+            cols = self.G[:, torch.as_tensor(idx[s : s + bc], device=self.device)].double()
+            acc += cols.sum(1) if weights is None else cols @ torch.as_tensor(
+                weights[s : s + bc], dtype=torch.float64, device=self.device)
+        return acc.cpu().numpy()
+
+    def col_sq_norms(self) -> np.ndarray:
+        if self._col_sq is None:
+            out_t = self._torch.empty(self.n, dtype=self._torch.float64, device=self.device)
+            for s, e, B in self._blocks():
+                out_t[s:e] = (B * B).sum(0, dtype=self._torch.float64)
+            self._col_sq = to_host(out_t)
+        return self._col_sq
+
+    def gram(self) -> np.ndarray:
+        if self._gram is None:
+            acc = self._torch.zeros((self.r, self.r), dtype=self._torch.float64, device=self.device)
+            for _, _, B in self._blocks():
+                acc += (B @ B.T).double()
+            self._gram = acc.cpu().numpy()
+        return self._gram
+
+
+class HostToDeviceOperator(TorchOperator):
+    """A numpy / memory-mapped G whose column blocks are shipped to a torch ``device`` for
+    every product (G larger than the device memory); column gathers stay on the host."""
+
+    host_to_device = True
+    streamed = True
+    columns = ColumnOperator.columns
+    _gather = ColumnOperator._gather
+
+    def _setup(self, device: Any) -> None:
+        torch, G = self._torch, self.G
+        self.device = torch.device(device)
+        self._tdtype = torch.float64 if G.dtype == np.float64 else torch.float32
+        self._dtype = np.float64 if G.dtype == np.float64 else np.float32
+        self.streamed = True
+
+    def _blocks(self):
+        for s in range(0, self.n, self.block_cols):
+            e = min(self.n, s + self.block_cols)
+            B = self.G[:, s:e]
+            if B.dtype == np.float16:  # ship half precision, upcast on the device
+                t = self._torch.from_numpy(np.ascontiguousarray(B)).to(self.device, non_blocking=False)
+                yield s, e, t.to(self._tdtype)
+            else:
+                yield s, e, self._torch.from_numpy(_upcast(B, self._dtype)).to(self.device)
+
+
+def operator_class(G: Any, device: Any = None) -> type[ColumnOperator]:
+    """The operator kind for G: a torch tensor -> TorchOperator; numpy with ``device`` ->
+    HostToDeviceOperator; a memory map or half precision -> StreamedOperator; else HostOperator."""
+    if _is_torch(G):
+        return TorchOperator
+    if device is not None:
+        return HostToDeviceOperator
+    dtype = np.float64 if G.dtype == np.float64 else np.float32
+    return StreamedOperator if isinstance(G, np.memmap) or G.dtype != dtype else HostOperator
+
+
+def make_operator(G: Any, block_cols: int | None = None, device: Any = None) -> ColumnOperator:
+    """The :class:`ColumnOperator` for G (the same as ``ColumnOperator(G, block_cols, device)``)."""
+    return operator_class(G, device)(G, block_cols, device)
 
 
 def to_host(t: Any) -> np.ndarray:
@@ -314,3 +407,42 @@ def to_host(t: Any) -> np.ndarray:
     buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     buf.copy_(t.detach())
     return buf.numpy()
+
+
+class ReducedOperator:
+    """G = [G_0 | G_1 | ... | G_{P-1}] spread over P processes by column blocks, seen from one
+    of them: ``local`` is this process's :class:`ColumnOperator` and every product whose
+    result is r-dimensional (G w, G G^T, column sums) is summed over ``reduction``; products
+    whose result is per-column (G^T p, norms, columns) stay local.  With one process it is
+    the local operator.  Every process must make the same calls in the same order."""
+
+    def __init__(self, local: ColumnOperator, reduction: Any) -> None:
+        self.local, self.red = local, reduction
+        self.r, self.n = local.r, local.n
+        self.block_cols, self.streamed = local.block_cols, local.streamed
+        self.is_torch, self.device = local.is_torch, local.device
+        self._gram: np.ndarray | None = None
+
+    def matvec(self, w: np.ndarray) -> np.ndarray:
+        return self.red.sum(self.local.matvec(w))
+
+    def rmatvec(self, p: np.ndarray) -> np.ndarray:
+        return self.local.rmatvec(p)
+
+    def col_sum(self, idx: np.ndarray) -> np.ndarray:
+        """Sum of the selected local columns over every process (each passes its own indices)."""
+        return self.red.sum(self.local.col_sum(idx))
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        return self.local.columns(idx)
+
+    def col_sq_norms(self) -> np.ndarray:
+        return self.local.col_sq_norms()
+
+    def col_norms(self) -> np.ndarray:
+        return self.local.col_norms()
+
+    def gram(self) -> np.ndarray:
+        if self._gram is None:
+            self._gram = self.red.sum(self.local.gram())
+        return self._gram

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .constraints import Constraint, LinearRows
+from .defaults import TAU_REL
 from .errors import InvalidParameterError, ShapeMismatchError, UnsupportedConstraintError
 from .linop import ColumnOperator, _is_torch
 from .stats import GradientStats, as_float_array, check_finite, real_scalar
@@ -111,7 +112,7 @@ class SelectionProblem:
         cls,
         stats: GradientStats,
         k: int,
-        tau_rel: float | None = 0.1,
+        tau_rel: float | None = TAU_REL,
         tau: float | None = None,
         **kwargs: Any,
     ) -> "SelectionProblem":

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..reduction import Reduction
+
 
 def init_from_env(backend: str | None = None) -> "Comm":
     """Initialise ``torch.distributed`` from torchrun's environment (RANK, WORLD_SIZE, ...)
@@ -37,8 +39,9 @@ def init_from_env(backend: str | None = None) -> "Comm":
     return Comm.from_torch()
 
 
-class Comm:
-    """Collectives over a process group (or a single process when ``group`` is None).
+class Comm(Reduction):
+    """Collectives over a process group (or a single process when ``group`` is None): the
+    ``torch.distributed`` :class:`~direct_opt.reduction.Reduction`.
 
     Args:
         rank, world: this process's rank and the number of processes.
@@ -62,10 +65,6 @@ class Comm:
         if dist.get_backend(group) == "nccl":
             device = torch.device("cuda", torch.cuda.current_device())
         return cls(dist.get_rank(group), dist.get_world_size(group), group, device)
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
 
     # ------------------------------------------------------------ reductions
     def _reduce(self, x: Any, op: str) -> np.ndarray:

@@ -26,17 +26,19 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import TAU_REL
 from ..errors import InvalidParameterError, UnsupportedConstraintError
-from ..linop import ColumnOperator
-from ..oracle import multiplier_bracket
+from ..certificates import certified_ratio, upper_bound
+from ..linop import ColumnOperator, ReducedOperator
+from ..oracle import DirectPolytope
+from ..reduction import top_k_mask
 from ..tolerance import fits
 from ..result import SelectionResult
+from ..solvers.base import Context
+from ..solvers.sca import sca_loop
 from .comm import Comm
 
 SUPPORTED_BACKENDS = ("sca-exact",)
-_GATHER_MAX = 4096  # finish a top-K selection by gathering once the bracket holds this few values
-_PIVOTS = 15  # thresholds counted per all-reduce in dist_top_k (4 bits per round)
-_BISECT_MAX = 200
 NEAR_ONE = 1.0 - 1e-6
 
 
@@ -69,7 +71,8 @@ class ShardedProblem:
 
     def __post_init__(self) -> None:
         self.a = np.asarray(self.a, dtype=np.float64)
-        self.op = ColumnOperator(self.G)
+        self.local = ColumnOperator(self.G)
+        self.op = ReducedOperator(self.local, self.comm)  # G w, G G^T and column sums over all ranks
         if self.a.shape != (self.op.n,):
             raise InvalidParameterError(f"a has shape {self.a.shape}; this rank holds {self.op.n} columns of G.")
         total = int(self.comm.sum(np.int64(self.op.n)))
@@ -87,7 +90,7 @@ class ShardedProblem:
         return cls(G[:, s:e], np.asarray(a[s:e], dtype=np.float64), s, n, int(k), tau, comm)
 
     @classmethod
-    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = 0.1, tau: float | None = None
+    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = TAU_REL, tau: float | None = None
                    ) -> "ShardedProblem":
         """Memory-map a stats directory and keep this rank's block; tau = tau_rel * mean(a) * K."""
         from ..stats import GradientStats
@@ -101,62 +104,23 @@ class ShardedProblem:
     def n_local(self) -> int:
         return self.op.n
 
+    # the objective f(w) = ||G w||^2 (convex form, no linear term), as SelectionProblem has it
+    form, q, c = "convex", 1.0, None
+
+    def value_from(self, p: np.ndarray, w: np.ndarray) -> float:
+        """f(w) given p = G w (r,)."""
+        return float(p @ p)
+
+    def gradient(self, w: np.ndarray, p: np.ndarray | None = None) -> np.ndarray:
+        """This rank's block of grad f(w) = 2 G^T G w."""
+        return 2.0 * self.op.rmatvec(self.op.matvec(w) if p is None else p)
+
 
 # ------------------------------------------------------------------ selection
 def dist_top_k(score: np.ndarray, k: int, comm: Comm) -> np.ndarray:
-    """Boolean mask (local) of the global top-k entries of ``score`` (ties: lower global index).
-
-    Each rank passes its own block (blocks in rank order = global index order).
-    """
-    score = np.asarray(score, dtype=np.float64)
-    n_tot = int(comm.sum(np.int64(score.size)))
-    if k <= 0:
-        return np.zeros(score.size, dtype=bool)
-    if k >= n_tot:
-        return np.ones(score.size, dtype=bool)
-    finite = np.isfinite(score)
-    n_fin = int(comm.sum(np.int64(finite.sum())))
-    if k >= n_fin:  # every finite entry, then the non-finite ones by global index
-        rest = np.flatnonzero(~finite)
-        before = int(comm.allgather_fixed(np.array([rest.size], dtype=np.int64)).ravel()[: comm.rank].sum())
-        mask = finite.copy()
-        mask[rest[: int(np.clip(k - n_fin - before, 0, rest.size))]] = True
-        return mask
-    lo = float(comm.min(score[finite].min() if finite.any() else np.inf))
-    hi = float(np.nextafter(comm.max(score.max() if score.size else -np.inf), np.inf))
-    c_hi = 0  # count(score >= hi) < k <= count(score >= lo)
-    for _ in range(_BISECT_MAX):
-        inside = (score >= lo) & (score < hi)
-        m = int(comm.sum(np.int64(inside.sum())))
-        need = k - c_hi
-        piv = lo + (hi - lo) * np.arange(1, _PIVOTS + 1) / (_PIVOTS + 1)
-        piv = np.unique(piv[(piv > lo) & (piv < hi)])
-        if m <= _GATHER_MAX or piv.size == 0:
-            break
-        counts = comm.sum(np.array([(score >= t).sum() for t in piv], dtype=np.int64))
-        j = int(np.searchsorted(-counts, -k, side="right"))  # pivots with count >= k: piv[:j]
-        if j > 0:
-            lo = float(piv[j - 1])
-        if j < piv.size:
-            hi, c_hi = float(piv[j]), int(counts[j])
-    mask = score >= hi
-    need = k - c_hi
-    inside = np.flatnonzero((score >= lo) & (score < hi))
-    if m <= _GATHER_MAX:  # exact finish: order the bracket by (value desc, index asc)
-        parts = comm.allgather(score[inside])
-        vals = np.concatenate(parts)
-        owner = np.concatenate([np.full(len(v), r) for r, v in enumerate(parts)])
-        pos = np.concatenate(comm.allgather(inside.astype(np.int64)))
-        order = np.lexsort((pos, owner, -vals))[:need]
-        mine = pos[order][owner[order] == comm.rank]
-        mask[mine] = True
-        return mask
-    # the bracket holds many copies of one value (no float strictly between lo and hi): lower ranks first
-    counts = comm.allgather_fixed(np.array([inside.size], dtype=np.int64)).ravel()
-    before = int(counts[: comm.rank].sum())
-    take = int(np.clip(need - before, 0, inside.size))
-    mask[inside[:take]] = True
-    return mask
+    """Boolean mask (local) of the global top-k entries of ``score`` (ties: lower global index);
+    :func:`direct_opt.reduction.top_k_mask` over ``comm``."""
+    return top_k_mask(score, k, comm)
 
 
 def k_smallest_sum(values: np.ndarray, avail: np.ndarray, m: int, comm: Comm) -> tuple[float, np.ndarray]:
@@ -172,55 +136,9 @@ def k_smallest_sum(values: np.ndarray, avail: np.ndarray, m: int, comm: Comm) ->
 
 
 def dist_lmo(c: np.ndarray, a: np.ndarray, k: int, tau: float | None, comm: Comm) -> np.ndarray:
-    """Local block of argmax c^T w over {0 <= w <= 1, 1^T w = k, a^T w <= tau} (exact)."""
-    c = np.asarray(c, dtype=np.float64)
-
-    def top(mu: float) -> np.ndarray:
-        return dist_top_k(c - mu * a, k, comm).astype(np.float64)
-
-    def budget(x: np.ndarray) -> float:
-        return float(comm.sum(a @ x))
-
-    x0 = top(0.0)
-    if tau is None or budget(x0) <= tau:
-        return x0
-    a_pos = a[a > 0]
-    amin = float(comm.min(a_pos.min() if a_pos.size else np.inf))
-    amin = 1.0 if not np.isfinite(amin) else amin
-    lo, hi = 0.0, multiplier_bracket(float(comm.max(np.abs(c).max(initial=0.0))), amin)
-    x_lo, x_hi = x0, top(hi)
-    for _ in range(_BISECT_MAX):
-        if budget(x_hi) <= tau:
-            break
-        lo, x_lo, hi = hi, x_hi, hi * 4.0
-        x_hi = top(hi)
-    for _ in range(_BISECT_MAX):
-        ndiff = int(comm.sum(np.int64(np.count_nonzero(x_lo != x_hi))))
-        if ndiff <= 2 or hi - lo <= 1e-15 * hi:
-            w, certified = _mix(c, a, k, tau, x_lo, x_hi, comm)
-            if certified or hi - lo <= 1e-15 * hi:
-                return w
-        mid = 0.5 * (lo + hi)
-        x_mid = top(mid)
-        if budget(x_mid) > tau:
-            lo, x_lo = mid, x_mid
-        else:
-            hi, x_hi = mid, x_mid
-    return _mix(c, a, k, tau, x_lo, x_hi, comm)[0]
-
-
-def _mix(c, a, k, tau, x_lo, x_hi, comm) -> tuple[np.ndarray, bool]:
-    """Budget-tight mix of an over- and an under-budget vertex, and whether duality certifies it."""
-    b_lo, b_hi = (float(v) for v in comm.sum(np.array([a @ x_lo, a @ x_hi])))
-    if b_lo <= b_hi:
-        return x_hi, False
-    theta = min(1.0, max(0.0, (tau - b_hi) / (b_lo - b_hi)))
-    w = theta * x_lo + (1.0 - theta) * x_hi
-    c_lo, c_hi, primal = (float(v) for v in comm.sum(np.array([c @ x_lo, c @ x_hi, c @ w])))
-    mu = max(0.0, (c_lo - c_hi) / (b_lo - b_hi))
-    d = c - mu * a
-    dual = float(comm.sum(d @ dist_top_k(d, k, comm))) + mu * tau
-    return w, dual <= primal + 1e-12 * max(abs(primal), abs(dual))
+    """Local block of argmax c^T w over {0 <= w <= 1, 1^T w = k, a^T w <= tau} (exact): the
+    structured oracle :class:`~direct_opt.oracle.DirectPolytope` over the ranks of ``comm``."""
+    return DirectPolytope(a, k, tau, reduction=comm).lmo(c)
 
 
 # ----------------------------------------------------------------------- solve
@@ -247,61 +165,37 @@ def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_it
     Every rank calls this with its own block and gets the same SelectionResult
     (``indices`` global, sorted; ``w`` is None: the continuous solution stays sharded,
     ``info["w_local"]`` holds this rank's block).  ``seed`` is accepted for API parity
-    (sca-exact is deterministic).
+    (sca-exact is deterministic).  The SCA loop, the oracle and the upper bound are the
+    single-process ones, reducing over ``problem.comm``.
     """
     _check_backend(backend, options)
     t0 = time.monotonic()
     P, comm = problem, problem.comm
-    sq = P.op.col_sq_norms()
-
-    def lmo(c: np.ndarray) -> np.ndarray:
-        return dist_lmo(c, P.a, P.k, P.tau, comm)
-
-    def gmatvec(w: np.ndarray) -> np.ndarray:
-        return comm.sum(P.op.matvec(w))
-
-    w = lmo(sq)
-    p = gmatvec(w)
-    f = float(p @ p)
-    grad = 2.0 * P.op.rmatvec(p)
-    v = lmo(grad)
-    gap = max(0.0, float(comm.sum(grad @ (v - w))))
-    history, converged, t = [], False, 0
-    for t in range(1, max_iter + 1):
-        p_next = gmatvec(v)
-        f_next = float(p_next @ p_next)
-        if f_next < f - 1e-9 * abs(f):
-            t -= 1
-            break
-        step = float(np.sqrt(comm.sum(np.sum((v - w) ** 2))))
-        w, p, f = v, p_next, f_next
-        grad = 2.0 * P.op.rmatvec(p)
-        v = lmo(grad)
-        gap = max(0.0, float(comm.sum(grad @ (v - w))))
-        history.append({"iter": t, "objective": f, "step": step, "gap": gap})
-        if step < tol:
-            converged = True
-            break
-    f_rel = f
-    x, p_int, notes, swaps = _round(P, w, p, sq, local_search, max_swaps, swap_pool)
+    oracle = DirectPolytope(P.a, P.k, P.tau, reduction=comm)
+    ctx = Context(int(max_iter), float(tol), int(seed), None, {"init": "norms", "prox": 0.0}, reduction=comm)
+    rel = sca_loop(P, ctx, oracle, lambda w, grad, v: v)
+    w, f_rel = rel.w, rel.history[-1]["objective"] if rel.history else P.value_from(P.op.matvec(rel.w), rel.w)
+    x, notes, swaps = _round(P, w, P.local.col_sq_norms(), local_search, max_swaps, swap_pool)
     local_idx = np.flatnonzero(x)
     indices = np.sort(np.concatenate(comm.allgather(local_idx.astype(np.int64) + P.offset))).astype(np.int64)
-    p_int = comm.sum(P.op.col_sum(local_idx))
+    p_int = P.op.col_sum(local_idx)
     objective = float(p_int @ p_int)
     budget_used = float(comm.sum(P.a[x].sum()))
     viol = {"cardinality": abs(float(indices.size) - P.k), "box": 0.0}
     if P.tau is not None:
         viol["budget"] = max(0.0, budget_used - P.tau)
     feasible = indices.size == P.k and (P.tau is None or fits(budget_used, P.tau))
-    ub = _upper_bound(P, sq, lmo)
+    ub = upper_bound(P, oracle=oracle)
+    converged = rel.converged
     return SelectionResult(
         indices=indices if feasible else np.empty(0, np.int64),
         objective=objective if feasible else float("nan"),
         w=None, objective_relaxed=f_rel, upper_bound=ub,
-        certified_ratio=min(1.0, objective / ub) if feasible and ub > 0 and np.isfinite(ub) else None,
+        certified_ratio=certified_ratio(objective, ub) if feasible else None,
         feasible=feasible, violations=viol, status=("converged" if converged else "max_iter") if feasible else "infeasible",
-        message="; ".join([f"sharded over {comm.world} rank(s)"] + notes), history=history, iterations=t,
-        converged=converged, time_s=time.monotonic() - t0, backend=backend, gap=gap,
+        message="; ".join([f"sharded over {comm.world} rank(s)"] + ([rel.message] if rel.message else []) + notes),
+        history=rel.history, iterations=rel.iterations,
+        converged=converged, time_s=time.monotonic() - t0, backend=backend, gap=rel.gap,
         info={"swaps": swaps, "world": comm.world, "w_local": w, "max_iter": max_iter, "tol": tol, "seed": seed,
               "options": {"init": "norms", "prox": 0.0}},
     )
@@ -323,10 +217,10 @@ def _global_best(P: ShardedProblem, key: np.ndarray, mask: np.ndarray, L: int) -
     return gidx[np.lexsort((gidx, keys))[:L]]
 
 
-def _round(P: ShardedProblem, w: np.ndarray, p_rel: np.ndarray, sq: np.ndarray, local_search: bool,
-           max_swaps: int, L: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+def _round(P: ShardedProblem, w: np.ndarray, sq: np.ndarray, local_search: bool,
+           max_swaps: int, L: int) -> tuple[np.ndarray, list[str], int]:
     """Mirror of rounding.round_selection for the standard set: near-integral part, greedy fill,
-    1-swap local search.  Returns (local 0/1 mask, p = G x, notes, swaps)."""
+    1-swap local search.  Returns (local 0/1 mask, notes, swaps)."""
     comm, tau = P.comm, P.tau
     x = np.zeros(P.n_local, dtype=bool)
     p = np.zeros(P.op.r)
@@ -338,7 +232,7 @@ def _round(P: ShardedProblem, w: np.ndarray, p_rel: np.ndarray, sq: np.ndarray, 
         nonlocal p, h, budget
         idx = np.flatnonzero(mask_new)
         x[idx] = True
-        g = comm.sum(P.op.col_sum(idx))
+        g = P.op.col_sum(idx)
         p = p + g
         h = h + P.op.rmatvec(g)
         budget += float(comm.sum(P.a[idx].sum()))
@@ -381,13 +275,12 @@ def _round(P: ShardedProblem, w: np.ndarray, p_rel: np.ndarray, sq: np.ndarray, 
         count += 1
     if count < P.k:
         notes.append("infeasible: no K-subset completes within the budget (sharded rounding has no MILP repair)")
-        return x, p, notes, 0
+        return x, notes, 0
     swaps = 0
     if local_search:
         swaps = _local_search(P, x, p, h, sq, budget, max_swaps, L)
-        p = comm.sum(P.op.col_sum(np.flatnonzero(x)))
         notes.append(f"1-swap local search made {swaps} swaps")
-    return x, p, notes, swaps
+    return x, notes, swaps
 
 
 def _local_search(P: ShardedProblem, x: np.ndarray, p: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: float,
@@ -446,25 +339,3 @@ def _columns_at(P: ShardedProblem, gidx: np.ndarray) -> np.ndarray:
     if loc.size:
         out[:, loc] = P.op.columns(gidx[loc] - P.offset)
     return P.comm.sum(out)
-
-
-# ------------------------------------------------------------------ certificate
-def _upper_bound(P: ShardedProblem, sq: np.ndarray, lmo) -> float:
-    """min(norm bound, spectral bound) as in certificates.upper_bound, computed sharded."""
-    comm = P.comm
-    norms = np.sqrt(sq)
-    bound = float(comm.sum(norms @ lmo(norms))) ** 2
-    gram = comm.sum(P.op.gram())
-    if gram.shape[0] == 0:  # r = 0: G x = 0 for every x
-        return 0.0
-    ev, U = np.linalg.eigh(gram)
-    ev, U = np.maximum(ev[::-1], 0.0), U[:, ::-1]
-    ev = ev + 1e-10 * ev[0] + 1e-300
-    best, acc = ev[0] * P.k, 0.0
-    for j in range(min(3, len(ev) - 1)):
-        sigma = np.sqrt(ev[j])
-        v = P.op.rmatvec(U[:, j]) / sigma
-        m_j = max(float(comm.sum(v @ lmo(v))), float(comm.sum(-v @ lmo(-v))))
-        acc += ev[j] * m_j**2 * (1 + 1e-9)
-        best = min(best, acc + ev[j + 1] * P.k)
-    return min(bound, float(best)) * (1 + 1e-9)

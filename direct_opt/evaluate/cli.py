@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..defaults import TAU_REL
 from ..errors import InvalidParameterError
 
 ALL = ("random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor")
@@ -33,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "corpus": "stdlib", "quick": False, "seeds": [0, 1, 2], "k": None, "out": None, "selectors": list(ALL),
     "data_seed": 0, "n_pool": None, "n_val": None, "n_test": None, "n_pretrain": None, "target_domain": None,
     "pretrain_steps": None, "lr": 3e-3, "model": {}, "schedule": {"eval_every": 5},
-    "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": 0.1,
+    "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": TAU_REL,
     "overwrite": False, "plot": True, "progress": True,
 }
 K_FRACTION = 0.1  # default K = 10% of the pool

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..defaults import TAU_REL
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
@@ -51,8 +52,7 @@ REPORT_FORMAT = "direct_opt.eval_report"
 REPORT_VERSION = 1
 RUN_FORMAT = "direct_opt.eval_run"
 #: selectors that work without gradient statistics (everything else triggers extraction)
-NO_STATS = frozenset({"random", "excess-loss"})
-DEFAULT_PROGRAM_TAU_REL = 0.1
+DEFAULT_PROGRAM_TAU_REL = TAU_REL
 
 
 class DataOverlapError(InvalidInputError):
@@ -207,7 +207,9 @@ def _check_names(specs: Sequence[SelectorSpec]) -> None:
 def _needs_stats(spec: SelectorSpec) -> bool:
     if spec.fn is not None:
         return bool(getattr(spec.fn, "needs_stats", False))
-    return spec.name not in NO_STATS
+    from ..selectors.base import needs_stats
+
+    return needs_stats(spec.name)
 
 
 # ------------------------------------------------------------------------------- I/O

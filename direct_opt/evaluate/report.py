@@ -234,11 +234,9 @@ class EvalReport:
 
     def save(self, out_dir: str | Path, plot: bool = True) -> dict[str, str]:
         """Write results.json, table.md and (``plot``) eval.png into ``out_dir``."""
-        from .harness import write_json_atomic
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "results.json", self.to_dict())
+        write_output(out / "results.json", json.dumps(_jsonable(self.to_dict()), indent=1))
         write_output(out / "table.md", self.table() + "\n")
         self.paths = {"results": str(out / "results.json"), "table": str(out / "table.md")}
         if plot:

@@ -26,14 +26,14 @@ _LAZY = {
     "KroneckerProjector": "kronecker",
     "PerSampleGrad": "per_sample",
     "extract_stats": "pipeline",
-    "PROJECTORS": "projectors", "BasisProjector": "projectors", "GaussianProjector": "projectors",
+    "PROJECTORS": "projector_registry", "BasisProjector": "projectors", "GaussianProjector": "projectors",
     "PaperProjector": "projectors", "Projector": "projectors", "SJLTProjector": "projectors",
-    "make_projector": "projectors",
+    "make_projector": "projector_registry", "register_projector": "projector_registry",
 }
 
 __all__ = [
     "ExtractConfig", "extract_stats", "per_sample_loss", "hf_causal_lm_loss",
-    "make_projector", "PROJECTORS", "Projector", "GaussianProjector", "SJLTProjector", "PaperProjector",
+    "make_projector", "register_projector", "PROJECTORS", "Projector", "GaussianProjector", "SJLTProjector", "PaperProjector",
     "BasisProjector", "KroneckerProjector", "PerSampleGrad", "CURVATURES", "fisher_eigen", "lanczos",
     "ELBOWS", "choose_k_star", "energy_elbow", "log_gap_elbow",
 ]

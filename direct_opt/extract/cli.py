@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``extract`` subcommand on an argparse ``subparsers`` object."""
     from .curvature import CURVATURES
     from .elbow import ELBOWS
-    from .projectors import PROJECTORS
+    from .projector_registry import PROJECTORS
 
     p = subparsers.add_parser(
         "extract", help="compute gradient statistics of a Hugging Face causal LM on a text pool",

@@ -25,7 +25,10 @@ class ExtractConfig:
     Attributes:
         k_sketch: sketch size k (rows of the projector). For ``curvature="hessian-lanczos"``
             the number of Hessian eigenpairs (capped at the number of parameters d).
-        projector: projector name (``gaussian``, ``sjlt``, ``kronecker``, ``paper``).
+        projector: projector name (``gaussian``, ``sjlt``, ``kronecker``, ``paper``, or one added
+            with :func:`~direct_opt.extract.projectors.register_projector`), or a
+            :class:`~direct_opt.extract.Projector` object (dim = the number of selected
+            coordinates, k = ``k_sketch``).
         elbow_energy: cumulative-energy threshold of the ``energy`` elbow rule, in (0, 1].
         elbow: elbow rule name (``energy`` or ``log-gap``).
         param_filter: parameters to differentiate: a list of names, a predicate
@@ -46,7 +49,7 @@ class ExtractConfig:
     """
 
     k_sketch: int = 2048
-    projector: str = "gaussian"
+    projector: Any = "gaussian"
     elbow_energy: float = 0.945
     elbow: str = "energy"
     param_filter: ParamFilter = None
@@ -66,7 +69,7 @@ class ExtractConfig:
         """Check ranges and names; raise InvalidParameterError / UnknownNameError. Returns self."""
         from .curvature import CURVATURES
         from .elbow import ELBOWS
-        from .projectors import PROJECTORS
+        from .projector_registry import PROJECTORS
 
         if not isinstance(self.k_sketch, int) or isinstance(self.k_sketch, bool) or self.k_sketch <= 0:
             raise InvalidParameterError(f"k_sketch={self.k_sketch!r} must be a positive integer (e.g. 2048).")
@@ -76,8 +79,16 @@ class ExtractConfig:
             raise InvalidParameterError(f"elbow_energy={self.elbow_energy!r} must lie in (0, 1] (paper: 0.945).")
         if self.lanczos_steps is not None and self.lanczos_steps <= 0:
             raise InvalidParameterError(f"lanczos_steps={self.lanczos_steps!r} must be positive or None.")
+        from .projectors import Projector
+
+        if isinstance(self.projector, str):
+            if self.projector not in PROJECTORS:
+                raise UnknownNameError(f"unknown projector {self.projector!r}; known projectors: {', '.join(PROJECTORS)}.")
+        elif not isinstance(self.projector, Projector):
+            raise InvalidParameterError(
+                f"projector must be a registered name ({', '.join(PROJECTORS)}) or a "
+                f"direct_opt.extract.Projector object, got {type(self.projector).__name__}.")
         for label, value, known in (
-            ("projector", self.projector, PROJECTORS),
             ("curvature", self.curvature, CURVATURES),
             ("elbow", self.elbow, ELBOWS),
             ("dtype", self.dtype, DTYPES),
@@ -118,6 +129,8 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if hasattr(value, "describe") and callable(value.describe):  # a Projector object: what it is
+        return _json_safe(value.describe())
     if callable(value):
         mod = getattr(value, "__module__", "?")
         name = getattr(value, "__qualname__", type(value).__name__)

@@ -10,18 +10,14 @@ Eigenvector signs are fixed (largest-magnitude entry positive) for determinism.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..registry import Registry
 from .projectors import derive_seed
 
-#: curvature names (the pipeline dispatches on them).
-CURVATURES: Mapping[str, str] = {
-    "fisher": "sketched empirical Fisher of the validation gradients (paper)",
-    "hessian-lanczos": "top eigenpairs of the validation-loss Hessian (Lanczos on HVPs)",
-}
 
 
 def _fix_signs(vecs: np.ndarray) -> np.ndarray:
@@ -86,3 +82,13 @@ def lanczos(
     order = np.argsort(-lam, kind="stable")[:k]
     vecs = q.T @ y[:, order]
     return lam[order], _fix_signs(vecs)
+
+
+#: Curvature methods by name.  Capability ``sketched``: True when the curvature is computed
+#: from the projector's validation sketches (the sketch is the random projector), False when
+#: the method yields its own basis that becomes the sketch (Hessian eigenvectors).
+CURVATURES: Registry[Callable[..., Any]] = Registry("curvature")
+CURVATURES.add("fisher", fisher_eigen, capabilities={"sketched": True},
+               description="sketched empirical Fisher of the validation gradients (paper)")
+CURVATURES.add("hessian-lanczos", lanczos, capabilities={"sketched": False},
+               description="top eigenpairs of the validation-loss Hessian (Lanczos on HVPs)")

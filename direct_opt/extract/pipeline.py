@@ -15,17 +15,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed.extract import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
-                                   read_pool, resolve_comm, share_arrays)
+from .ranks import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
+                    read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
 from ..stats import GradientStats
 from .config import ExtractConfig
-from .curvature import fisher_eigen, lanczos
+from .curvature import CURVATURES, fisher_eigen, lanczos
 from .data import LossFn, batch_ranges, data_fingerprint, iter_batches, to_device
 from .elbow import choose_k_star
 from .params import model_fingerprint, select_params
 from .per_sample import PerSampleGrad
-from .projectors import BasisProjector, make_projector
+from .projector_registry import make_projector, projector_input
+from .projectors import BasisProjector
 from .shards import OutputDir
 from .sketch import DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
 
@@ -48,8 +49,8 @@ def package_version() -> str:
 def _make_sketcher(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, cfg: ExtractConfig,
                    device: torch.device) -> Sketcher:
     opts = dict(cfg.projector_options)
-    if cfg.projector == "kronecker":
-        proj = make_projector("kronecker", k=cfg.k_sketch, seed=cfg.seed, device=device, model=model,
+    if projector_input(cfg.projector) == "model":
+        proj = make_projector(cfg.projector, k=cfg.k_sketch, seed=cfg.seed, device=device, model=model,
                               names=engine.names, **opts)
         fb = (PerSampleGrad(model, loss_fn, proj.vmap_names, device, cfg.torch_dtype_name)
               if proj.vmap_names else None)
@@ -180,7 +181,7 @@ def extract_stats(
 def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: Sequence[Any],
          val: Sequence[Any], cfg: ExtractConfig, device: torch.device, header: dict[str, Any],
          out: OutputDir | None, comm: Any = None) -> GradientStats:
-    hessian = cfg.curvature == "hessian-lanczos"
+    hessian = not CURVATURES.entry(cfg.curvature).capabilities["sketched"]
     sketcher = None if hessian else _make_sketcher(model, loss_fn, engine, cfg, device)
     saved = out.load_curvature() if out is not None else None
     if saved is not None:

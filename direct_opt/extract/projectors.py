@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -228,44 +228,3 @@ class BasisProjector(Projector):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "k": self.k, "basis": self.label}
-
-
-def _kronecker(**kw: Any) -> Any:
-    from .kronecker import KroneckerProjector
-
-    return KroneckerProjector(**kw)
-
-
-#: name -> factory. Flat factories take (dim, k, seed, device, **options); kronecker takes
-#: (model, names, k, seed, device, **options).
-PROJECTORS: Mapping[str, Callable[..., Any]] = {
-    "gaussian": GaussianProjector,
-    "sjlt": SJLTProjector,
-    "kronecker": _kronecker,
-    "paper": PaperProjector,
-}
-
-
-def make_projector(
-    name: str, *, k: int, seed: int = 0, dim: int | None = None, device: torch.device | str = "cpu",
-    model: torch.nn.Module | None = None, names: list[str] | None = None, **options: Any,
-) -> Any:
-    """Build the projector called ``name`` (see :data:`PROJECTORS`).
-
-    Flat projectors need ``dim`` (number of selected coordinates d); ``kronecker`` needs
-    ``model`` and the selected parameter ``names``. ``options`` go to the constructor.
-    """
-    if name not in PROJECTORS:
-        raise UnknownNameError(f"unknown projector {name!r}; known projectors: {', '.join(sorted(PROJECTORS))}.")
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise InvalidParameterError(f"k_sketch={k!r} must be a positive integer.")
-    try:
-        if name == "kronecker":
-            if model is None or names is None:
-                raise InvalidParameterError("the kronecker projector needs model= and names=.")
-            return PROJECTORS[name](model=model, names=names, k=k, seed=seed, device=device, **options)
-        if dim is None:
-            raise InvalidParameterError(f"the {name} projector needs dim= (number of coordinates).")
-        return PROJECTORS[name](dim=dim, k=k, seed=seed, device=device, **options)
-    except TypeError as exc:
-        raise InvalidParameterError(f"bad projector_options for {name!r}: {exc}") from exc

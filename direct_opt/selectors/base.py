@@ -129,12 +129,14 @@ SelectorFn = Callable[..., Pick]
 
 
 #: Registered selector functions by name (capabilities: ``options``, the keyword options the
-#: function takes, and ``open_options``, whether it takes ``**options``).
+#: function takes, ``open_options``, whether it takes ``**options``, and ``needs_stats``,
+#: whether it needs GradientStats, so a harness knows whether to extract them).
 SELECTORS: Registry[SelectorFn] = Registry("selector")
 
 
 def register_selector(
-    name: str, fn: SelectorFn | None = None, *, description: str = "", overwrite: bool = False
+    name: str, fn: SelectorFn | None = None, *, description: str = "", overwrite: bool = False,
+    needs_stats: bool = True,
 ) -> Any:
     """Register ``fn(inp: SelectorInputs, **options) -> Pick`` under ``name``.
 
@@ -142,6 +144,7 @@ def register_selector(
     (``@register_selector("x")``). Returns ``fn``. Re-registering an existing name needs
     ``overwrite=True``. The keyword parameters of ``fn`` (after ``inp``) are its options;
     :func:`select` rejects any other option unless ``fn`` takes ``**kwargs``.
+    ``needs_stats=False`` says the selector works without GradientStats (random, model-based).
     """
     if not isinstance(name, str) or not name:
         raise InvalidParameterError(f"a selector name must be a non-empty string, got {name!r}.")
@@ -154,9 +157,14 @@ def register_selector(
         open_ = any(p.kind is p.VAR_KEYWORD for p in params)
         desc = description or (inspect.getdoc(f) or "").split("\n")[0]
         return SELECTORS.add(name, f, description=desc, overwrite=overwrite,
-                             capabilities={"options": opts, "open_options": open_})
+                             capabilities={"options": opts, "open_options": open_, "needs_stats": bool(needs_stats)})
 
     return deco if fn is None else deco(fn)
+
+
+def needs_stats(name: str) -> bool:
+    """Whether the registered selector ``name`` needs GradientStats."""
+    return bool(_entry(name).capabilities.get("needs_stats", True))
 
 
 def unregister_selector(name: str) -> None:

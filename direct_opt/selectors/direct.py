@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..constraints import Constraint
+from ..defaults import SOLVER_BACKEND, TAU_REL
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..problem import SelectionProblem
+from ..solvers.base import SOLVE_ARGS
 from .base import Pick, SelectorInputs, register_selector
 
 #: Paper defaults: relative stiff budget tau = 0.1 * mean(a) * K, the exact SCA backend.
-DEFAULT_TAU_REL = 0.1
-DEFAULT_BACKEND = "sca-exact"
+DEFAULT_TAU_REL = TAU_REL
+DEFAULT_BACKEND = SOLVER_BACKEND
 
 
 @register_selector("direct")
@@ -73,8 +75,8 @@ def direct_selector(
     return Pick(res.indices, diag)
 
 
-#: keyword arguments of :func:`direct_opt.solve` that the selector passes through
-SOLVE_KWARGS = ("max_iter", "tol", "local_search", "time_limit", "device")
+#: keyword arguments of :func:`direct_opt.solve` that the selector passes through (``seed`` comes from select)
+SOLVE_KWARGS = tuple(name for name in SOLVE_ARGS if name != "seed")
 
 
 def check_options(options: Mapping[str, Any]) -> None:

@@ -90,7 +90,7 @@ def loss_selector(
     return Pick(idx, {"score": "loss(x; theta)", "source": source, **score_summary(scores, idx)}, scores)
 
 
-@register_selector("excess-loss")
+@register_selector("excess-loss", needs_stats=False)
 def excess_loss_selector(
     inp: SelectorInputs, *, batch_size: int = DEFAULT_BATCH_SIZE, collate_fn: Callable | None = None
 ) -> Pick:

@@ -7,7 +7,7 @@ import numpy as np
 from .base import Pick, SelectorInputs, register_selector
 
 
-@register_selector("random")
+@register_selector("random", needs_stats=False)
 def random_selector(inp: SelectorInputs) -> Pick:
     """Uniform K-subset of the pool: ``np.random.default_rng(seed).choice(N, K, replace=False)``.
 

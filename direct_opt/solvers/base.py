@@ -21,6 +21,7 @@ Adding a backend::
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +29,11 @@ from typing import Any
 import numpy as np
 
 from ..certificates import certified_ratio, upper_bound
+from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
+from ..oracle import Oracle, make_oracle
 from ..problem import SelectionProblem
+from ..reduction import LOCAL, Reduction
 from ..registry import Registry
 from ..result import SelectionResult
 from ..stats import int_scalar, real_scalar
@@ -44,13 +48,28 @@ BACKENDS: Registry[type["Backend"]] = Registry("backend")
 
 @dataclass
 class Context:
-    """What a backend's relax() gets besides the problem."""
+    """What a backend's relax() gets besides the problem.
+
+    ``oracle``: the feasible set's :class:`~direct_opt.oracle.Oracle`, built once per solve on
+    first use (or the one passed to ``solve(..., oracle=)``) and shared with the certificates.
+    ``reduction``: sums over the processes holding blocks of the coordinates (one process:
+    :data:`~direct_opt.reduction.LOCAL`).
+    """
 
     max_iter: int
     tol: float
     seed: int
     deadline: float | None
     options: dict[str, Any]
+    problem: Any = None
+    injected: Any = None
+    reduction: Reduction = LOCAL
+
+    @property
+    def oracle(self) -> Oracle:
+        if self.injected is None:
+            self.injected = make_oracle(self.problem)
+        return self.injected
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
@@ -104,11 +123,18 @@ class Backend:
         local_search: bool | None = None,
         time_limit: float | None = None,
         device: Any = None,
+        oracle: Oracle | None = None,
         **options: Any,
     ) -> SelectionResult:
         """Solve ``problem``; see :func:`solve` for the arguments."""
         if not isinstance(problem, SelectionProblem):
             raise InvalidParameterError(f"solve() expects a SelectionProblem, got {type(problem).__name__}.")
+        if oracle is not None and not isinstance(oracle, Oracle):
+            missing = [m for m in ("lmo", "project", "kind", "message", "capabilities") if not hasattr(oracle, m)]
+            raise InvalidParameterError(
+                f"oracle={type(oracle).__name__} is not a direct_opt.oracle.Oracle: it lacks {missing} "
+                "(see direct_opt.oracle.Oracle; DirectPolytope / GeneralPolytope are the built-in ones)."
+            )
         if device is not None:  # products with G on a torch device for this solve only
             from ..linop import use_device
 
@@ -116,7 +142,7 @@ class Backend:
             use_device(problem, device)
             try:
                 return self.solve(problem, max_iter=max_iter, tol=tol, seed=seed, local_search=local_search,
-                                  time_limit=time_limit, **options)
+                                  time_limit=time_limit, oracle=oracle, **options)
             finally:
                 problem.op = saved
         unknown = sorted(set(options) - set(self.options))
@@ -148,7 +174,8 @@ class Backend:
         )
         t0 = time.monotonic()
         deadline = None if time_limit is None else t0 + float(time_limit)
-        ctx = Context(int(max_iter), float(tol), int(seed), deadline, {**self.options, **options})
+        ctx = Context(int(max_iter), float(tol), int(seed), deadline, {**self.options, **options},
+                      problem=problem, injected=oracle)
         try:
             rel = self.relax(problem, ctx)
         except InfeasibleProblemError as exc:
@@ -167,7 +194,8 @@ class Backend:
             return self._infeasible(problem, f"internal: rounding produced a violating set {viol}", time.monotonic() - t0, rel)
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
-        ub = upper_bound(problem, rel.w, rel.gap, spectral=not ctx.out_of_time())  # past the limit: the cheap bound
+        ub = upper_bound(problem, rel.w, rel.gap, oracle=ctx.injected,
+                         spectral=not ctx.out_of_time())  # past the limit: the cheap norm bound
         if rel.timed_out or ctx.out_of_time():
             status = "time_limit"
         else:
@@ -244,7 +272,11 @@ def get_backend(name: str) -> Backend:
     return BACKENDS.get(name)()
 
 
-def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) -> SelectionResult:
+#: the keyword arguments solve() takes for every backend (the backends' own options come on top)
+SOLVE_ARGS = tuple(name for name in inspect.signature(Backend.solve).parameters if name not in ("self", "problem", "options"))
+
+
+def solve(problem: SelectionProblem, backend: str = SOLVER_BACKEND, **kwargs: Any) -> SelectionResult:
     """Solve a SelectionProblem with a named backend.
 
     Args:
@@ -260,6 +292,9 @@ def solve(problem: SelectionProblem, backend: str = "sca-exact", **kwargs: Any) 
             this solve: G is copied there once in its storage dtype when it fits, else
             streamed in column blocks (see :func:`direct_opt.linop.use_device`).  None
             (default): numpy on the host, memory maps streamed block by block.
+        oracle: an :class:`~direct_opt.oracle.Oracle` for the feasible set, used instead of
+            the one the backend would build (:func:`~direct_opt.oracle.make_oracle`); a
+            structured one is also used by the certificates.
         **options: backend-specific options (see each backend's ``options``).
     Returns:
         SelectionResult (status "infeasible" with an explanation when no selection exists).

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..oracle import DirectPolytope, make_oracle
 from ..problem import SelectionProblem
 from ..stats import int_scalar
 from .base import Backend, Context, Relaxation, record_iteration, register_backend
@@ -50,7 +49,7 @@ class FrankWolfe(Backend):
         variant = ctx.options["variant"]
         if variant not in ("vanilla", "away", "pairwise"):
             raise InvalidParameterError(f"variant must be 'vanilla', 'away' or 'pairwise', got {variant!r}.")
-        oracle = make_oracle(P)
+        oracle = ctx.oracle
         if variant == "vanilla":
             w = initial_point(P, oracle, ctx.options["init"])
             active: list[list] = []
@@ -126,7 +125,12 @@ class FWBlock(Backend):
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         P = problem
         rng = np.random.default_rng(ctx.seed)
-        oracle = make_oracle(P)
+        oracle = ctx.oracle
+        if "restrict" not in getattr(oracle, "capabilities", ()):
+            from ..errors import InvalidParameterError
+
+            raise InvalidParameterError(f"fw-block needs an oracle that can restrict itself to a block "
+                                        f"(capability 'restrict'); {type(oracle).__name__} cannot.")
         w = initial_point(P, oracle, ctx.options["init"])
         p = P.op.matvec(w)
         b = ctx.options["block_size"]
@@ -148,7 +152,7 @@ class FWBlock(Backend):
                 tauB = None
                 if P.tau is not None:  # residual budget, never below the block's own usage
                     tauB = max(P.tau - float(P.a @ w) + float(P.a[B] @ wB), float(P.a[B] @ wB))
-                poly = DirectPolytope(P.a[B], kB, tauB, P.lb[B], P.ub[B])
+                poly = oracle.restrict(B, kB, tauB)
                 d = poly.lmo(gradB) - wB
                 slope = float(gradB @ d)
                 if slope <= 0:

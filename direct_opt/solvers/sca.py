@@ -20,7 +20,6 @@ import warnings
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..oracle import make_oracle
 from ..problem import SelectionProblem
 from .base import Backend, Context, Relaxation, record_iteration, register_backend
 
@@ -56,8 +55,9 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
     grad = problem.gradient(w, p)
     f = problem.value_from(p, w)
     notes = []
+    red = ctx.reduction  # gaps and steps over every coordinate (one process: plain numpy)
     v = oracle.lmo(grad)
-    gap = max(0.0, float(grad @ (v - w)))
+    gap = max(0.0, float(red.sum(grad @ (v - w))))
     for t in range(1, ctx.max_iter + 1):
         w_next = subproblem(w, grad, v)
         p_next = next_product(problem.op, p, w, w_next)
@@ -66,11 +66,11 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
             notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
             t, stop = t - 1, "stalled"
             break
-        step = float(np.linalg.norm(w_next - w))
+        step = red.norm(w_next - w)
         w, p, f = w_next, p_next, f_next
         grad = problem.gradient(w, p)
         v = oracle.lmo(grad)  # gap certificate, and the next LP subproblem's answer
-        gap = max(0.0, float(grad @ (v - w)))
+        gap = max(0.0, float(red.sum(grad @ (v - w))))
         stop = record_iteration(history, ctx, t, f, step, gap)
         if stop:
             break
@@ -88,7 +88,7 @@ class ScaExact(Backend):
     options = {"prox": 0.0, "init": "norms"}
 
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
-        oracle = make_oracle(problem)
+        oracle = ctx.oracle
         prox = float(ctx.options["prox"])
         if prox < 0:
             raise InvalidParameterError(f"option prox={prox!r} must be >= 0 (0: the LP subproblem).")
@@ -140,7 +140,7 @@ class ScaOsqp(Backend):
                 f"options prox={ctx.options['prox']!r} must be >= 0 and eps={ctx.options['eps']!r} > 0."
             )
         kw = {} if conic else {"eps_abs": ctx.options["eps"], "eps_rel": ctx.options["eps"], "max_iter": 20000, "polishing": True}
-        oracle = make_oracle(problem)
+        oracle = ctx.oracle
         note = f"subproblems modelled in cvxpy, solved by {solver}"
         if problem.nonlinear:
             note += " (gaps are measured on the linear part of the feasible set: an upper bound on the true gap)"

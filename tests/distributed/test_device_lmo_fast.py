@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from direct_opt import SelectionProblem
-from direct_opt.distributed import device_oracle
-from direct_opt.distributed.device_oracle import TorchPolytope, _kth_largest
+from direct_opt.oracle import device as device_oracle
+from direct_opt.oracle.device import TorchPolytope, _kth_largest
 from direct_opt.linop import to_host
 from direct_opt.oracle import DirectPolytope
 from direct_opt.rounding import _State

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from direct_opt.distributed.extract import gather_batches, my_batches
+from direct_opt.extract.ranks import gather_batches, my_batches
 from direct_opt.stats import GradientStats
 
 from .dist_testlib import extract_small, launch

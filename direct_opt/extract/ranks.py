@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ExtractionError
-from .comm import Comm, init_from_env
+from ..distributed.comm import Comm, init_from_env
 
 
 def resolve_comm(comm: Comm | None) -> Comm | None:
@@ -136,7 +136,7 @@ def read_pool(out: Any, ranges: Sequence[tuple[int, int]], cols: int, comm: Comm
 
 def make_output_dir(path: str | os.PathLike, header: Mapping[str, Any], comm: Comm | None) -> Any:
     """An OutputDir (one process) or a RankOutputDir (several ranks sharing ``path``)."""
-    from ..extract.shards import OutputDir
+    from .shards import OutputDir
 
     if comm is None:
         return OutputDir(path, header)
@@ -144,7 +144,7 @@ def make_output_dir(path: str | os.PathLike, header: Mapping[str, Any], comm: Co
 
 
 def _rank_output_dir_class() -> type:
-    from ..extract.shards import OutputDir
+    from .shards import OutputDir
 
     class RankOutputDir(OutputDir):
         """The run directory seen by one rank: rank 0 locks it, checks/writes the header and

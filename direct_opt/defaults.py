@@ -1,0 +1,17 @@
+"""The toolkit's defaults in one place (every module that needs one imports it from here).
+
+* :data:`TAU_REL` — the paper's relative stiff budget: tau = TAU_REL * mean(a) * K (0.1);
+* :data:`SOLVER_BACKEND` — the backend used when none is named;
+* :data:`COMPARE_BACKENDS` — ``direct-opt compare``'s default list (the first is the Jaccard
+  reference, the paper-faithful baseline last);
+* :data:`DEMO_BACKENDS` — the backends ``direct-opt demo`` compares by default.
+
+A leaf module: it imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+TAU_REL = 0.1
+SOLVER_BACKEND = "sca-exact"
+COMPARE_BACKENDS = ("sca-exact", "sca-osqp", "frank-wolfe", "fw-block", "greedy", "random", "pga-dykstra")
+DEMO_BACKENDS = ("sca-exact", "greedy", "frank-wolfe", "fw-block", "pga-dykstra")
