@@ -29,9 +29,9 @@ SPECTRAL_DIRECTIONS = 3
 def spectral_bound(problem: SelectionProblem, outer: DirectPolytope, m_max: int = SPECTRAL_DIRECTIONS) -> float:
     """min over m <= m_max of sum_{j<=m} sigma_j^2 M_j^2 + sigma_{m+1}^2 K (valid for every m)."""
     P = problem
-    if P.r == 0:  # no flat directions: G x = 0 for every x
-        return 0.0
     gram = P.op.gram()
+    if gram.shape[0] == 0:  # r = 0, no flat directions: G x = 0 for every x
+        return 0.0
     dev = getattr(P.op, "device", "cpu")
     if getattr(P.op, "is_torch", False) and getattr(dev, "type", "") == "cuda":  # r x r eigh on the GPU
         import torch
