@@ -6,6 +6,7 @@
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
+    direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
 Every command first checks all of its arguments (paths, numbers, names, that --out/--plot can
 be written) in one validation pass, before any work.  Bad arguments print one line
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +34,7 @@ SUBCOMMANDS = {
     "demo": "direct_opt.demo",
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
+    "schedule": "direct_opt.schedule.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
 # the command being run, so `direct-opt solve/backends/compare` start without torch
@@ -48,6 +51,12 @@ def one_line(text: object) -> str:
 
 class UsageError(Exception):
     """Bad command-line arguments (exit code 2)."""
+
+
+def plain_text(text: str) -> str:
+    """Docstring markup as terminal text: ``x`` and :func:`x` (reST) become `x`."""
+    text = re.sub(r":(?:func|mod|class|meth|data|attr|exc):`~?([^`]+)`", r"`\1`", text)
+    return re.sub(r"``([^`]+)``", r"`\1`", text)
 
 
 # ------------------------------------------------------------------ validation pass helpers
@@ -163,6 +172,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         raise UsageError(message)
 
+    def format_help(self) -> str:  # descriptions are module docstrings: no reST markup on the terminal
+        return plain_text(super().format_help())
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -241,13 +253,42 @@ def _environment() -> dict[str, str]:
             "machine": platform.machine(), "system": platform.system()}
 
 
-def _cmd_backends(args: argparse.Namespace) -> int:
-    from .solvers import get_backend, available_backends
+def _first_paragraph(doc: str | None) -> str:
+    """The first paragraph of a docstring, as one line."""
+    lines = []
+    for line in (doc or "").strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    return " ".join(lines)
 
+
+def backends_table(width: int | None = None) -> str:
+    """``direct-opt backends``: aligned name / forms / constraints columns and each backend's full
+    one-paragraph description, wrapped to ``width`` (default: the terminal's)."""
+    import shutil
+    import textwrap
+
+    from .solvers import available_backends, get_backend
+
+    rows = [("backend", "forms", "constraints", "description")]
     for name in available_backends():
         b = get_backend(name)
-        doc = (type(b).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:12s} forms={','.join(sorted(b.forms)):15s} constraints={','.join(sorted(b.kinds)):28s} {doc}")
+        rows.append((name, ",".join(sorted(b.forms)), ",".join(sorted(b.kinds)), _first_paragraph(type(b).__doc__)))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    indent = sum(w) + 6
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    out = []
+    for r in rows:
+        head = f"{r[0]:{w[0]}}  {r[1]:{w[1]}}  {r[2]:{w[2]}}  "
+        desc = textwrap.wrap(r[3], max(30, width - indent)) or [""]
+        out.append(head + desc[0])
+        out += [" " * indent + line for line in desc[1:]]
+    return "\n".join(out)
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    print(backends_table())
     return 0
 
 

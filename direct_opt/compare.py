@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> None:
     add_problem_args(p)
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                    help="comma-separated backend names, the first is the Jaccard reference "
-                        f"(default {','.join(DEFAULT_BACKENDS)})")
+                        f"(default {','.join(DEFAULT_BACKENDS)}; add sca-osqp for constraints only cvxpy "
+                        "can express, it is slow on the standard program)")
     p.add_argument("--no-local-search", action="store_true", help="skip the 1-swap local search after rounding")
     p.add_argument("--plot", default=None, help="write a PNG comparison plot here")
     p.add_argument("--out", default=None, help="write every result (indices, certificates) as JSON here ('-': stdout)")

@@ -18,11 +18,17 @@ What it does (everything through the evaluation harness, :mod:`direct_opt.evalua
 
 ``--seed S`` fixes the corpus split and pretraining (data seed S) and the evaluation seeds
 S, S+1, ..., S+N-1 (random selection, randomised backends, annealing batch order): the
-output is deterministic given S. Files written to ``DIR`` (default ``direct-opt-demo``):
+output is deterministic given S, and the same on every machine and thread count (the
+computations run at one CPU thread). Run time, measured with ``benchmarks/demo_time.py``
+on a 2-core machine: about 2.5 min of CPU time for the default demo (<= 5 min of
+wall time on an idle 2-core machine) and about 20 s for ``--quick`` (<= 60 s).
+Files written to ``DIR`` (default ``direct-opt-demo``):
 
 * ``results.json``  per method: val/test loss before and after annealing, paired difference
-  to random, solve time, integer objective, upper bound, certified ratio, budget use;
-  plus seeds, sizes, timings and the verdict (format ``direct_opt.demo``, version 1);
+  to random, integer objective, upper bound, certified ratio, budget use; plus seeds,
+  sizes, the gradient-statistics checksum and the verdict (format ``direct_opt.demo``,
+  version 2). No timing and no absolute path: byte-identical wherever it is run;
+* ``timings.json`` wall-clock seconds per phase, CPU seconds and solve time per method;
 * ``selections.json`` the selected pool indices per method and seed;
 * ``demo.png``  loss curves, final losses and paired differences to random;
 * ``backends.png`` objective vs upper bound, certified ratio and time per DiReCT backend;
@@ -43,11 +49,13 @@ from typing import Any, Sequence
 from .defaults import DEMO_BACKENDS, TAU_REL
 
 FORMAT = "direct_opt.demo"
-VERSION = 1
+VERSION = 2
 DEFAULT_OUT = "direct-opt-demo"
 #: DiReCT backends run by default: the default (sca-exact), the cheap/large-N ones and the
 #: paper-faithful baseline (pga-dykstra). sca-osqp is left out (slow, same optimum as sca-exact).
 DEFAULT_BACKENDS = DEMO_BACKENDS
+#: CPU time measured by benchmarks/demo_time.py (quoted in --help and the README).
+MEASURED_CPU = {"default": "2.5 min", "quick": "20 s"}
 #: the sizes of the two presets. Chosen for run time on 2 CPU cores, not for any method.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n_seeds": 2},
@@ -75,10 +83,14 @@ def _pos_int(text: str) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Register ``direct-opt demo``."""
-    p = subparsers.add_parser("demo", help="end-to-end demo on an embedded corpus (no downloads, < 5 min on CPU)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "demo", help=f"end-to-end demo on an embedded corpus (no downloads; about {MEASURED_CPU['default']} of CPU "
+                     "time, <= 5 min on an idle 2-core machine)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    p.add_argument("--quick", action="store_true", help="small configuration (tens of seconds; used by the tests)")
+    p.add_argument("--quick", action="store_true", help=f"small configuration (about {MEASURED_CPU['quick']} of CPU time, <= 60 s; "
+                                                                "used by the tests)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="data/pretraining seed and first evaluation seed")
     p.add_argument("--n-seeds", type=_pos_int, default=None,
                    help=f"evaluation seeds S..S+N-1 (default {PRESETS['default']['n_seeds']}, "
@@ -117,8 +129,12 @@ def demo_config(quick: bool, seed: int, n_seeds: int | None, backends: Sequence[
 
 def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: int | None = None,
              backends: Sequence[str] = DEFAULT_BACKENDS, less: bool = True, progress: bool = True,
-             log: Any = print) -> dict[str, Any]:
-    """Run the demo and write its files into ``out``; returns the results.json dict."""
+             log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the demo and write its files into ``out``; returns (results.json, timings.json) dicts.
+
+    results.json holds no timing and no absolute path, so it is byte-identical on every machine
+    and thread count for the same settings; timings go to timings.json.
+    """
     from .evaluate import AnnealSchedule, evaluate, prepare
     from .extract import ExtractConfig
     from .lm import TinyGPT, lm_loss
@@ -127,10 +143,9 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: in
     cfg = demo_config(quick, seed, n_seeds, backends, less)
     out = Path(out)
     work = out / "work" / f"{'quick' if quick else 'default'}-seed{seed}"
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     setup = prepare(cfg["corpus"], data_seed=cfg["data_seed"], quick=quick, lr=cfg["lr"], cache_dir=work,
-                    log=say)
-    t_setup = time.perf_counter() - t_start
+                    log=say, progress=progress)
     n = int(setup.corpus.pool.shape[0])
     k = max(1, int(math.ceil(cfg["k_fraction"] * n)))
     say(f"selecting K={k} of N={n} pool samples with {len(cfg['selectors'])} methods, seeds {cfg['seeds']}; "
@@ -147,16 +162,18 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0, n_seeds: in
     t_eval = time.perf_counter() - t1
     n_params = TinyGPT(setup.state.config).num_parameters()
     res = build_results(report, {**setup.info, "n_parameters": n_params}, cfg, k)
-    res["time_s"] = {"setup": t_setup, "pretrain": setup.info["time_s"]["pretrain"],
-                     "extract": (report.stats_info or {}).get("extract_time_s"), "evaluate": t_eval,
-                     "total": time.perf_counter() - t_start}
-    res["files"] = write_outputs(out, report, res)
-    from .evaluate import write_json_atomic
-
-    write_json_atomic(out / "results.json", res)
-    return res
-
-
+    timings = {
+        "note": "wall-clock seconds of this run (not part of results.json: they vary with the machine and its load)",
+        "phases": {"corpus": setup.info["time_s"]["corpus"], "pretrain": setup.info["time_s"]["pretrain"],
+                   "extract": (report.stats_info or {}).get("extract_time_s"),
+                   "select_and_anneal": t_eval - ((report.stats_info or {}).get("extract_time_s") or 0.0),
+                   "total": time.perf_counter() - t_start},
+        "cpu_s": time.process_time() - cpu_start,
+        "solve_time_s": {lab: {str(s): report.run(lab, s)["selection_time_s"] for s in report.seeds}
+                         for lab in report.labels},
+    }
+    res["files"] = write_outputs(out, report, res, timings)
+    return res, timings
 def _mean(xs: Sequence[Any]) -> float | None:
     v = [float(x) for x in xs if x is not None and not isinstance(x, str) and math.isfinite(float(x))]
     return sum(v) / len(v) if v else None
@@ -190,7 +207,6 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
             "test_loss_after_std": s["test"]["std"],
             "diff_test_vs_random": s["diff_test_vs_baseline"],
             "diff_val_vs_random": s["diff_val_vs_baseline"],
-            "solve_time_s": _mean([r["selection_time_s"] for r in runs]),
             "objective": _mean([p.get("objective") for p in prog]),
             "upper_bound": prog[0].get("upper_bound"),
             "certified_ratio": _mean([p.get("certified_ratio") for p in prog]),
@@ -207,8 +223,8 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
             "per_seed": [{"seed": int(r["seed"]), "val_before": r["before"]["val"], "val_after": r["final"]["val"],
                           "test_before": r["before"]["test"], "test_after": r["final"]["test"],
                           "objective": (r.get("program") or {}).get("objective"),
-                          "certified_ratio": (r.get("program") or {}).get("certified_ratio"),
-                          "solve_time_s": r["selection_time_s"]} for r in runs],
+                          "certified_ratio": (r.get("program") or {}).get("certified_ratio")}
+                         for r in runs],
         }
         selections[lab] = {str(r["seed"]): [int(i) for i in r["indices"]] for r in runs}
     sizes = {**setup_info["sizes"], "k": k, "k_sketch": cfg["extract"]["k_sketch"]}
@@ -220,7 +236,8 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
         "config": cfg, "seed": cfg["data_seed"], "seeds": list(report.seeds), "sizes": sizes,
         "target_group": report.target_group, "model": setup_info["model"], "pretrain": setup_info["pretrain"],
         "pretrain_last_loss": setup_info.get("pretrain_last_loss"),
-        "stats": report.stats_info, "methods": methods, "ranking": report.ranking,
+        "stats": {k: v for k, v in (report.stats_info or {}).items() if k != "extract_time_s"} or None,
+        "methods": methods, "ranking": report.ranking,
         "verdict": verdict(report), "verdicts": {lab: report.verdict(lab) for lab in report.labels if lab != "random"},
         "selections": selections,
         "units": "losses: mean next-byte cross-entropy in nats/byte (lower is better); objective: ||G x||^2",
@@ -228,7 +245,11 @@ def build_results(report: Any, setup_info: dict[str, Any], cfg: dict[str, Any], 
 
 
 def verdict(report: Any) -> str:
-    """One honest line: did any DiReCT backend beat random on held-out test loss?"""
+    """One honest line: did any DiReCT backend beat random on held-out test loss?
+
+    "beat" only when the 95% interval of the paired difference lies below 0; a lower mean whose
+    interval includes 0 (or a single seed, no interval) is reported as not shown.
+    """
     direct = [l for l in report.labels if _kind(l) == "direct"]
     if not direct or report.baseline != "random":
         return f"lowest held-out test loss: {report.winner}."
@@ -238,18 +259,22 @@ def verdict(report: Any) -> str:
     n = d["n"]
     ci = (f", 95% CI [{d['low']:+.4f}, {d['high']:+.4f}]" if d.get("low") is not None
           else ", single seed: no interval, not conclusive")
-    winners = [l for l in direct if diffs[l]["mean"] < 0]
     tail = f" Lowest test loss overall: {report.winner}."
-    if not winners:
-        worse = sum(bool(diffs[l].get("significant")) for l in direct)
-        sig = f" {worse} of {len(direct)} significantly worse (95% CI excludes 0);" if d.get("low") is not None else ""
-        return (f"VERDICT: DiReCT did NOT beat random here: all {len(direct)} DiReCT backends ended with a higher "
-                f"held-out test loss than a random selection of the same size;{sig} closest: {best}, "
-                f"{d['mean']:+.4f} nats/byte{ci}; n={n} seed(s).{tail}")
-    sig = [l for l in winners if diffs[l].get("significant")]
-    how = (f"significantly for {', '.join(sig)}" if sig else "but no interval excludes 0 (not significant)")
-    return (f"VERDICT: {len(winners)} of {len(direct)} DiReCT backends beat random on held-out test loss, {how} "
-            f"(best: {best}, {d['mean']:+.4f} nats/byte{ci}; n={n} seed(s)).{tail}")
+    winners = [l for l in direct if diffs[l]["mean"] < 0 and diffs[l].get("significant")]
+    lower = [l for l in direct if diffs[l]["mean"] < 0]
+    if winners:
+        return (f"VERDICT: {len(winners)} of {len(direct)} DiReCT backends beat random on held-out test loss "
+                f"(95% CI below 0): {', '.join(winners)} (best: {best}, {d['mean']:+.4f} nats/byte{ci}; "
+                f"n={n} seed(s)).{tail}")
+    if lower:
+        return (f"VERDICT: DiReCT is NOT shown to beat random here: {len(lower)} of {len(direct)} DiReCT backends "
+                f"ended with a lower mean held-out test loss than random, but no 95% CI excludes 0 "
+                f"(best: {best}, {d['mean']:+.4f} nats/byte{ci}; n={n} seed(s)).{tail}")
+    worse = sum(bool(diffs[l].get("significant")) for l in direct)
+    sig = f" {worse} of {len(direct)} significantly worse (95% CI excludes 0);" if d.get("low") is not None else ""
+    return (f"VERDICT: DiReCT did NOT beat random here: all {len(direct)} DiReCT backends ended with a higher "
+            f"held-out test loss than a random selection of the same size;{sig} closest: {best}, "
+            f"{d['mean']:+.4f} nats/byte{ci}; n={n} seed(s).{tail}")
 
 
 def _f(x: Any, nd: int = 4) -> str:
@@ -258,8 +283,8 @@ def _f(x: Any, nd: int = 4) -> str:
     return f"{float(x):.{nd}f}"
 
 
-def table(res: dict[str, Any]) -> str:
-    """Markdown table of the demo results (one row per method)."""
+def table(res: dict[str, Any], timings: dict[str, Any] | None = None) -> str:
+    """Markdown table of the demo results (one row per method); select times from ``timings``."""
     head = ["method", "val before", "val after", "test after", "Δ test vs random", "select time (s)",
             "DiReCT objective f", "f / UB", "in budget", "frac target", "frac degraded"]
     rows = []
@@ -272,7 +297,7 @@ def table(res: dict[str, Any]) -> str:
         else:
             dtxt = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + (" *" if d.get("significant") else "")
         rows.append([lab, _f(m["val_loss_before"]), _f(m["val_loss_after"]), _f(m["test_loss_after"]), dtxt,
-                     _f(m["solve_time_s"], 3), _f(m["objective"], 1), _f(m["certified_ratio"], 3),
+                     _f(_solve_time(timings, lab), 3), _f(m["objective"], 1), _f(m["certified_ratio"], 3),
                      "yes" if m["budget_ok"] else "no", _f(m["target_fraction"], 3), _f(m["degraded_fraction"], 3)])
     sz = res["sizes"]
     notes = (f"pool N={sz['n_pool']}, K={sz['k']}, val {sz['n_val']}, test {sz['n_test']}, seeds {res['seeds']}; "
@@ -285,28 +310,44 @@ def table(res: dict[str, Any]) -> str:
     return notes + "\n\n" + "\n".join(lines)
 
 
-def write_outputs(out: Path, report: Any, res: dict[str, Any]) -> dict[str, str]:
-    """selections.json, table.md, demo.png, backends.png; returns name -> path."""
+def _solve_time(timings: dict[str, Any] | None, label: str) -> float | None:
+    per_seed = ((timings or {}).get("solve_time_s") or {}).get(label)
+    return _mean(list(per_seed.values())) if per_seed else None
+
+
+def stats_dir(res: dict[str, Any], out: str | Path) -> Path:
+    """Where the demo's gradient statistics of the pool are (under ``out``)."""
+    return Path(out) / "work" / f"{'quick' if res['config']['quick'] else 'default'}-seed{res['seed']}" / "eval" / \
+        "extract" / "stats"
+
+
+def write_outputs(out: Path, report: Any, res: dict[str, Any], timings: dict[str, Any]) -> dict[str, str]:
+    """results.json, timings.json, selections.json, table.md, demo.png, backends.png.
+
+    Returns name -> file name (relative to ``out``; results.json records it).
+    """
     from .evaluate import write_json_atomic
     from .output import write_output
     from .plotting import plot_backend_comparison, save_eval_figure
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {"results": str(out / "results.json"), "selections": str(out / "selections.json"),
-             "table": str(out / "table.md"), "plot": str(out / "demo.png")}
+    files = {"results": "results.json", "timings": "timings.json", "selections": "selections.json",
+             "table": "table.md", "plot": "demo.png"}
     write_json_atomic(out / "selections.json", {
         "format": "direct_opt.demo_selections", "k": res["sizes"]["k"], "n_pool": res["sizes"]["n_pool"],
         "seeds": res["seeds"], "selections": res["selections"]})
-    write_output(out / "table.md", table(res) + "\n\n" + res["verdict"] + "\n")
+    write_json_atomic(out / "timings.json", timings)
+    write_output(out / "table.md", table(res, timings) + "\n\n" + res["verdict"] + "\n")
     save_eval_figure(report.to_dict(), out / "demo.png")
     direct = {lab: {"objective": m["objective"], "upper_bound": m["upper_bound"],
-                    "certified_ratio": m["certified_ratio"], "time_s": m["solve_time_s"]}
+                    "certified_ratio": m["certified_ratio"], "time_s": _solve_time(timings, lab)}
               for lab, m in res["methods"].items() if m["kind"] == "direct"}
     if direct:
         plot_backend_comparison(direct, path=out / "backends.png",
                                 title=f"DiReCT backends on the demo program (N={res['sizes']['n_pool']}, "
                                       f"K={res['sizes']['k']})")
-        files["backends_plot"] = str(out / "backends.png")
+        files["backends_plot"] = "backends.png"
+    write_json_atomic(out / "results.json", {**res, "files": files})
     return files
 
 
@@ -316,16 +357,23 @@ def run(args: argparse.Namespace) -> int:
 
     backends = parse_backends(args.backends)
     t0 = time.perf_counter()
-    res = run_demo(args.out, quick=args.quick, seed=args.seed, n_seeds=args.n_seeds, backends=backends,
-                   less=not args.no_less, progress=not args.quiet)
+    res, timings = run_demo(args.out, quick=args.quick, seed=args.seed, n_seeds=args.n_seeds, backends=backends,
+                            less=not args.no_less, progress=not args.quiet)
+    out = Path(args.out)
     print()
-    print(table(res))
+    print(table(res, timings))
     print()
     print(res["verdict"])
     for lab, line in res["verdicts"].items():
         if res["methods"][lab]["kind"] == "peer":
             print(line)
-    print(f"written: {', '.join(res['files'].values())}")
-    print(f"total time {time.perf_counter() - t0:.1f}s")
+    print(f"\nwritten to {out}/: {', '.join(res['files'].values())}")
+    stats = stats_dir(res, out)
+    print(f"gradient statistics of the pool: {stats}\n"
+          f"  re-solve them yourself: direct-opt solve --stats {stats} -k {res['sizes']['k']} --backend greedy\n"
+          "on your own data: compute stats of your model and pool with direct_opt.extract.extract_stats "
+          "(or `direct-opt extract` for a Hugging Face model), then `direct-opt solve --stats DIR -k K`; "
+          "see docs/getting-started.md.")
+    print(f"total time {time.perf_counter() - t0:.1f}s wall, {timings['cpu_s']:.1f}s CPU")
     sys.stdout.flush()
     return 0

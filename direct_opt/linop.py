@@ -19,6 +19,22 @@ DEFAULT_BLOCK_BYTES = 256 << 20
 SPARSE_FRACTION = 0.05
 
 
+def read_only_tensor(arr: np.ndarray) -> Any:
+    """A CPU torch tensor sharing ``arr``'s memory, for reading only.
+
+    A read-only memory map (``GradientStats.load(mmap=True)``) gives non-writable arrays; torch
+    shares them but warns ("The given NumPy array is not writable"). Every caller here only
+    reads the tensor, so that one warning is silenced; arrays with negative strides are copied.
+    """
+    import torch
+
+    if not all(st >= 0 for st in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(arr)
+
+
 def _upcast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """block (a memmap slice, possibly half precision) as a contiguous array of ``dtype``.
 
@@ -30,9 +46,7 @@ def _upcast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
             import torch
         except ImportError:  # pragma: no cover - torch is optional for the solvers
             return np.asarray(block, dtype=dtype)
-        with warnings.catch_warnings():  # a read-only memmap view: torch only reads it here
-            warnings.simplefilter("ignore", UserWarning)
-            src = torch.from_numpy(block) if all(st > 0 for st in block.strides) else torch.from_numpy(np.ascontiguousarray(block))
+        src = read_only_tensor(block)
         return src.to(torch.float32, memory_format=torch.contiguous_format).numpy()
     return np.ascontiguousarray(block, dtype=dtype)
 
@@ -51,7 +65,7 @@ def to_device(G: Any, device: Any, chunk_bytes: int = DEFAULT_BLOCK_BYTES) -> An
     step = max(1, chunk_bytes // max(1, r * np.dtype(G.dtype).itemsize))
     for s in range(0, n, step):
         e = min(n, s + step)
-        out[:, s:e].copy_(torch.from_numpy(np.ascontiguousarray(G[:, s:e])))
+        out[:, s:e].copy_(read_only_tensor(np.ascontiguousarray(G[:, s:e])))
     return out
 
 
@@ -258,10 +272,13 @@ class HostOperator(ColumnOperator):
                 import torch
             except ImportError:  # pragma: no cover - torch is optional for the solvers
                 torch = None
+            from .threads import fixed_threads
+
             for _, _, B in self._blocks():
                 if torch is not None and B.dtype in (np.float32, np.float64) and B.flags.c_contiguous:
-                    tB = torch.from_numpy(B)
-                    gram += (tB @ tB.T).double().numpy()
+                    with fixed_threads():  # one summation order on every machine
+                        tB = read_only_tensor(B)
+                        gram += (tB @ tB.T).double().numpy()
                 else:
                     gram += (B @ B.T).astype(np.float64)
             self._gram = gram
@@ -374,10 +391,10 @@ class HostToDeviceOperator(TorchOperator):
             e = min(self.n, s + self.block_cols)
             B = self.G[:, s:e]
             if B.dtype == np.float16:  # ship half precision, upcast on the device
-                t = self._torch.from_numpy(np.ascontiguousarray(B)).to(self.device, non_blocking=False)
+                t = read_only_tensor(np.ascontiguousarray(B)).to(self.device, non_blocking=False)
                 yield s, e, t.to(self._tdtype)
             else:
-                yield s, e, self._torch.from_numpy(_upcast(B, self._dtype)).to(self.device)
+                yield s, e, read_only_tensor(_upcast(B, self._dtype)).to(self.device)
 
 
 def operator_class(G: Any, device: Any = None) -> type[ColumnOperator]:

@@ -17,22 +17,64 @@ headless and in notebooks alike) and returns the figure. Pass ``path=`` to save 
 * :func:`save_comparison_figure` — the last three for one problem, in one PNG;
 * :func:`plot_sweep` — how quantities change with one parameter (τ_rel, elbow energy, ...);
 * :func:`plot_support_matrix` — which backend accepts which constraint;
-* :func:`plot_flat_stiff_concept` — the flat/stiff picture of DESIGN §1 on a 2-D quadratic.
+* :func:`plot_flat_stiff_concept` — the flat/stiff picture (docs/math.md) on a 2-D quadratic.
 
 :func:`comparison_table` renders the numbers behind the comparison plots as a Markdown table.
+
+Every plot colours a method by its name through :func:`method_color` (one palette, so a backend
+or selector has the same colour in every figure); bar charts start at 0.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39"]
+#: one colour per method name (backends and selectors), used by every plot. ``random`` is grey
+#: (the baseline); ``direct`` is the DiReCT program with its default backend, sca-exact.
+PALETTE: dict[str, str] = {
+    "random": "#7f7f7f", "sca-exact": "#1f77b4", "direct": "#1f77b4", "greedy": "#ff7f0e",
+    "frank-wolfe": "#2ca02c", "fw-block": "#9467bd", "pga-dykstra": "#8c564b", "sca-osqp": "#17becf",
+    "exact": "#393b79", "auto": "#637939", "less": "#d62728", "taylor": "#e377c2", "grad-norm": "#bcbd22",
+    "loss": "#8c6d31", "excess-loss": "#843c39",
+}
+_EXTRA = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+          "#5254a3", "#8ca252", "#bd9e39", "#ad494a", "#a55194"]
+
+
+def method_name(label: str) -> str:
+    """The method a plot label stands for: ``direct/greedy`` and ``direct:backend=greedy`` -> ``greedy``."""
+    name = str(label)
+    for prefix in ("direct/", "direct:backend="):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name.split(":")[0].split(",")[0]
+
+
+def method_color(label: str) -> str:
+    """The colour of a method in every plot (stable: names outside :data:`PALETTE` hash to one)."""
+    name = method_name(label)
+    return PALETTE.get(name) or _EXTRA[zlib.crc32(name.encode()) % len(_EXTRA)]
+
+
+def _same_groups(values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """label -> the earlier labels whose value is identical (e.g. the same curve or selection)."""
+    seen: dict[str, list[str]] = {}
+    out: dict[str, list[str]] = {}
+    for lab, v in values.items():
+        key = json.dumps(v, default=str)
+        out[lab] = list(seen.get(key, []))
+        seen.setdefault(key, []).append(lab)
+    return out
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
@@ -65,10 +107,6 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
     return fig
 
 
-def _color(labels: Sequence[str], lab: str) -> str:
-    return _COLORS[list(labels).index(lab) % len(_COLORS)]
-
-
 def plot_eval_curves(report: Any, split: str = "test", ax: Any = None, labels: Sequence[str] | None = None,
                      path: str | Path | None = None) -> Figure:
     """Loss on ``split`` vs annealing step: mean over seeds, shaded ±1 sd band, one line per selector.
@@ -80,22 +118,26 @@ def plot_eval_curves(report: Any, split: str = "test", ax: Any = None, labels: S
     """
     d = _report_dict(report)
     fig, ax = _axes(ax, (6.4, 4.2))
-    all_labels = list(d["labels"])
     n = len(d["seeds"])
-    for lab in labels or all_labels:
-        c = d["summary"].get(lab, {}).get("curves", {}).get(split)
-        if not c:
-            continue
+    curves = {lab: d["summary"].get(lab, {}).get("curves", {}).get(split) for lab in labels or d["labels"]}
+    curves = {lab: c for lab, c in curves.items() if c}
+    same = _same_groups({lab: c["mean"] for lab, c in curves.items()})
+    for lab, c in curves.items():
         x, m, s = np.asarray(c["steps"]), np.asarray(c["mean"]), np.asarray(c["std"])
-        col = _color(all_labels, lab)
-        ax.plot(x, m, color=col, lw=1.6, label=lab, ls="--" if lab == d.get("baseline") else "-")
-        if n > 1:
+        col = method_color(lab)
+        # a curve identical to an earlier one is drawn dashed on top of it and named in the legend
+        dup = same[lab]
+        ls = "--" if lab == d.get("baseline") else ((0, (4, 3 + 2 * len(dup))) if dup else "-")
+        name = f"{lab} (= {dup[0]}: identical curve)" if dup else lab
+        ax.plot(x, m, color=col, lw=2.4 if not dup else 1.6, label=name, ls=ls, zorder=3 + len(dup))
+        if n > 1 and not dup:
             ax.fill_between(x, m - s, m + s, color=col, alpha=0.15, lw=0)
     ax.set_xlabel("annealing step (optimizer updates)")
     ax.set_ylabel(f"{split} loss (nats/byte)")
-    ax.set_title(f"{split.capitalize()} loss during annealing (K={d.get('k')}, mean ± sd over {n} seed(s))")
+    ax.set_title(textwrap.fill(f"{split.capitalize()} loss during annealing (K={d.get('k')}, mean ± sd over {n} "
+                               "seed(s))", 50))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=1, loc="best")
     return _finish(fig, path)
 
 
@@ -133,22 +175,18 @@ def plot_eval_bars(report: Any, split: str = "test", kind: str = "diff", ax: Any
             shown.append(lab)
     x = np.arange(len(shown))
     ax.bar(x, vals, yerr=np.vstack([lo, hi]) if shown else None, capsize=3,
-           color=[_color(d["labels"], l) for l in shown], alpha=0.85)
+           color=[method_color(l) for l in shown], alpha=0.85)
     ax.set_xticks(x)
     ax.set_xticklabels(shown, rotation=35, ha="right", fontsize=8)
     if kind == "loss":
         ax.set_ylabel(f"final {split} loss (nats/byte)")
-        ax.set_title(f"Final {split} loss after annealing (mean ± sd, n={n})")
-        if vals:
-            lo_v = min(v - e for v, e in zip(vals, lo))
-            hi_v = max(v + e for v, e in zip(vals, hi))
-            pad = 0.15 * max(hi_v - lo_v, 1e-3)
-            ax.set_ylim(lo_v - pad, hi_v + pad)
+        ax.set_title(textwrap.fill(f"Final {split} loss after annealing (mean ± sd, n={n}; axis from 0)", 50))
+        ax.set_ylim(bottom=0)  # bars from 0: the differences are read in the paired-difference panel
     else:
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_ylabel(f"Δ {split} loss vs {d['baseline']} (nats/byte)")
         ci = f"{level}% t-interval" if n > 1 else "single seed, no interval"
-        ax.set_title(f"Paired difference to {d['baseline']} (< 0 is better; {ci}, n={n})")
+        ax.set_title(textwrap.fill(f"Paired difference to {d['baseline']} (< 0 is better; {ci}, n={n})", 50))
     ax.grid(alpha=0.3, axis="y")
     return _finish(fig, path)
 
@@ -223,25 +261,46 @@ def plot_backend_comparison(results: Any, path: str | Path | None = None, title:
         items = [(None, _result_fields(v)) for v in results]
         items = [(f["name"] or f"#{i}", f) for i, (_, f) in enumerate(items)]
     names = [n for n, _ in items]
-    fig = Figure(figsize=(15, 4.4), layout="constrained")
+    cols = [method_color(n) for n in names]
+    fig = Figure(figsize=(15, 4.8), layout="constrained")
     axs = fig.subplots(1, 3)
     x = np.arange(len(items))
     num = lambda v: np.nan if v is None or isinstance(v, str) else float(v)  # noqa: E731
     obj = [num(f["objective"]) for _, f in items]
     ub = [num(f["upper_bound"]) for _, f in items]
-    axs[0].bar(x, obj, color=[_COLORS[i % len(_COLORS)] for i in range(len(items))], alpha=0.85,
-               label="integer objective f(x)")
+    # log scale, points not bars (a bar on a log axis has no meaningful base): a loose bound (often
+    # 100x the objective) and the objectives stay readable together
+    axs[0].scatter(x, obj, s=90, color=cols, zorder=3, label="integer objective f(x)")
     axs[0].scatter(x, ub, marker="_", s=400, color="black", label="upper bound on the optimum")
-    axs[0].set_ylabel("f(x) = ‖G x‖² (sketched gradient units²)")
-    axs[0].set_title("Objective of the selection")
-    axs[0].legend(fontsize=8)
+    positive = [v for v in obj + ub if np.isfinite(v) and v > 0]
+    if positive:
+        axs[0].set_yscale("log")
+        axs[0].set_ylim(min(positive) / 40, max(positive) * 3)  # room below the points for the legend
+    axs[0].set_ylabel("f(x) = ‖G x‖² (sketched gradient units², log scale)")
+    axs[0].set_title("Objective of the selection and the bound")
+    leg = axs[0].legend(fontsize=8, loc="lower right")
+    leg.legend_handles[0].set_color("#555555")  # the points are coloured per backend
+    same = _same_groups({n: (f["objective"], f["certified_ratio"]) for n, f in items})
+    for i, n in enumerate(names):  # a backend tying an earlier one is marked
+        if same[n] and np.isfinite(obj[i]):
+            axs[0].annotate(f"= {same[n][0]}", (x[i], obj[i]), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 7), textcoords="offset points")
     ratio = [num(f["certified_ratio"]) for _, f in items]
-    axs[1].bar(x, ratio, color=[_COLORS[i % len(_COLORS)] for i in range(len(items))], alpha=0.85)
-    axs[1].set_ylim(0, 1.05)
+    axs[1].bar(x, ratio, color=cols, alpha=0.85)
+    top = max([v for v in ratio if np.isfinite(v)] or [1.0])
+    axs[1].set_ylim(0, min(1.05, 1.7 * top) if top > 0 else 1.05)  # zoomed to the ratios, from 0
+    for i, v in enumerate(ratio):
+        if np.isfinite(v):
+            axs[1].annotate(f"{v:.3f}", (x[i], v), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                            textcoords="offset points")
     axs[1].set_ylabel("certified ratio f(x) / upper bound (≤ 1)")
     axs[1].set_title("Certified quality (higher is better)")
+    axs[1].text(0.02, 0.98, "f / optimum ≥ f / UB: a guaranteed fraction of the optimum.\n"
+                "A low ratio mostly means a loose bound (it assumes\nperfectly aligned gradients), "
+                "not necessarily a poor selection.",
+                transform=axs[1].transAxes, va="top", fontsize=7, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     t = [num(f["time_s"]) for _, f in items]
-    axs[2].bar(x, t, color=[_COLORS[i % len(_COLORS)] for i in range(len(items))], alpha=0.85)
+    axs[2].scatter(x, t, s=90, color=cols, zorder=3)  # points: a log axis gives bars no base
     if any(v > 0 for v in t if np.isfinite(v)):
         axs[2].set_yscale("log")
     axs[2].set_ylabel("solve time (s, log scale)")
@@ -316,12 +375,18 @@ def plot_objective_vs_time(results: Any, ax: Any = None, path: str | Path | None
     ubs = [_num(d.get("upper_bound")) for _, d in items]
     objs = [_num(d.get("objective")) for _, d in items]
     floor = np.nanmin(objs) if np.isfinite(objs).any() else 0.0
-    for i, (name, d) in enumerate(items):
+    same = _same_groups({name: [int(i) for i in np.asarray(d.get("indices", [])).ravel()] or name
+                         for name, d in items})
+    for name, d in items:
         t = max(_num(d.get("time_s")), 1e-4)
         f = _num(d.get("objective"))
-        col = _COLORS[i % len(_COLORS)]
+        col = method_color(name)
         if d.get("feasible", True) and np.isfinite(f):
-            ax.scatter([t], [f], s=60, color=col, label=name, zorder=3)
+            # the same selection as an earlier backend: a ring, so both points stay visible
+            dup = same[name]
+            ax.scatter([t], [f], s=140 if dup else 60, color="none" if dup else col, edgecolors=col,
+                       linewidths=2 if dup else 0, zorder=3,
+                       label=f"{name} (same selection as {', '.join(dup)})" if dup else name)
         else:
             ax.scatter([t], [floor], s=60, marker="x", color=col, label=f"{name} (infeasible)", zorder=3)
     if np.isfinite(ubs).any():
@@ -355,15 +420,18 @@ def plot_convergence(results: Any, tol: float = 1e-4, max_iter: int = 20, path: 
         fig = Figure(figsize=(12, 4.2), layout="constrained")
         ax_f, ax_s = fig.subplots(1, 2)
     drawn = 0
-    for i, (name, d) in enumerate(_named(results)):
-        hist = d.get("history") or []
-        if not hist:
-            continue
+    named = [(name, d) for name, d in _named(results) if d.get("history")]
+    same = _same_groups({name: [(_num(h["objective"]), _num(h["step"])) for h in d["history"]] for name, d in named})
+    for name, d in named:
+        hist = d["history"]
         it = np.array([h["iter"] for h in hist], dtype=float)
-        col = _COLORS[i % len(_COLORS)]
-        ax_f.plot(it, [_num(h["objective"]) for h in hist], marker="o", ms=3, color=col, label=name)
+        col = method_color(name)
+        dup = same[name]  # the same iterates as an earlier backend: dashed on top, named in the legend
+        kw = {"ls": (0, (4, 3 + 2 * len(dup))), "marker": "x", "label": f"{name} (= {', '.join(dup)})"} if dup \
+            else {"ls": "-", "marker": "o", "label": name}
+        ax_f.plot(it, [_num(h["objective"]) for h in hist], ms=3, color=col, **kw)
         steps = np.array([_num(h["step"]) for h in hist])
-        ax_s.semilogy(it, np.maximum(steps, 1e-12), marker="o", ms=3, color=col, label=name)
+        ax_s.semilogy(it, np.maximum(steps, 1e-12), ms=3, color=col, **kw)
         drawn += 1
     ax_s.axhline(tol, color="black", ls=":", lw=1, label=f"δ = {tol:g} (stop below)")
     ax_s.axvline(max_iter, color="black", ls="--", lw=1, label=f"T_max = {max_iter}")
@@ -455,7 +523,8 @@ def plot_sweep(x: Sequence[float], panels: Mapping[str, Sequence[float]], xlabel
 
     Args:
         x: (n,) parameter values (e.g. τ_rel or the elbow energy).
-        panels: ``{y-axis label (with units): (n,) values}``; NaN values are gaps.
+        panels: ``{y-axis label (with units): (n,) values}``; NaN values are gaps. A panel whose
+            values all lie in [0, 1] (a fraction, an overlap) is drawn on a 0–1 axis.
         xlabel: the parameter's name and units.
         mark: a reference value of the parameter (e.g. the default), drawn dashed.
         logx: log-scale x axis.
@@ -470,14 +539,21 @@ def plot_sweep(x: Sequence[float], panels: Mapping[str, Sequence[float]], xlabel
         if y.shape != x.shape:
             raise ValueError(f"panel {label!r} has {y.size} values for {x.size} parameter values.")
         ax.plot(x, y, marker="o", color=_COLORS[i % len(_COLORS)])
+        fin = y[np.isfinite(y)]
+        if fin.size and fin.min() >= 0 and fin.max() <= 1:  # a fraction / overlap: its whole 0-1 range, no zoom
+            ax.set_ylim(0, 1.05)
         if mark is not None:
             ax.axvline(mark, color="black", ls="--", lw=1, label=f"default {mark:g}")
             ax.legend(fontsize=7)
         if logx:
             ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(label)
-        ax.set_title(label.split(" (")[0])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # tick labels never run into each other
+        ax.tick_params(axis="x", labelsize=8)
+        # wrapped to the panel's width, so neighbouring panels' labels never overlap
+        ax.set_xlabel(textwrap.fill(xlabel, 40), fontsize=9)
+        ax.set_ylabel(textwrap.fill(label, 40), fontsize=9)
+        ax.set_title(textwrap.fill(label.split(" (")[0], 40), fontsize=10)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)

@@ -1,4 +1,4 @@
-"""SelectionProblem: the DiReCT selection program as a first-class object (DESIGN §1.2).
+"""SelectionProblem: the DiReCT selection program as a first-class object (docs/math.md, "The selection program").
 
     maximise   f(w) = q ||G w||^2 + c^T w
     subject to 0 <= w <= 1,  1^T w = K,  a^T w <= tau,  (+ user constraints)

@@ -8,6 +8,16 @@ from typing import Any
 import numpy as np
 
 STATUSES = ("converged", "max_iter", "stalled", "time_limit", "infeasible")
+#: what each status means for the user (printed by :meth:`SelectionResult.summary`).
+STATUS_MEANING = {
+    "converged": "the iterates stopped moving (step < tol): a stationary point of the relaxation.",
+    "max_iter": "stopped at the iteration cap (max_iter) before the step fell below tol. The selection is "
+                "feasible and usable; raise max_iter only if you want to try for a higher objective.",
+    "stalled": "stopped early because an inexact subproblem would have lowered f; the selection is the best "
+               "feasible one found.",
+    "time_limit": "stopped at time_limit; the selection is the best feasible one found so far.",
+    "infeasible": "no selection satisfies every constraint; see the message for the smallest feasible budget.",
+}
 
 
 @dataclass
@@ -60,7 +70,8 @@ class SelectionResult:
         return (
             f"{self.backend}: status={self.status} feasible={self.feasible} K={len(self.indices)} "
             f"objective={self.objective:.6g} upper_bound={self.upper_bound if self.upper_bound is None else f'{self.upper_bound:.6g}'} "
-            f"certified_ratio={ratio} iterations={self.iterations} time={self.time_s:.3f}s\n  {self.message}"
+            f"certified_ratio={ratio} iterations={self.iterations} time={self.time_s:.3f}s\n"
+            f"  status {self.status}: {STATUS_MEANING.get(self.status, '')}\n  {self.message}"
         )
 
     def to_dict(self, include_w: bool = False) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""GradientStats: the solver-facing summary of per-sample gradients (DESIGN §1.1).
+"""GradientStats: the solver-facing summary of per-sample gradients (docs/math.md, "Gradient statistics").
 
 In memory it is a handful of arrays; on disk it is a directory holding one ``.npy``
 file per array plus ``manifest.json`` (format version, shapes, dtypes, SHA-256
@@ -478,6 +478,24 @@ def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
     return out.sha256.hexdigest()
 
 
+def stats_dirs_below(d: Path, max_depth: int = 5, limit: int = 3) -> list[Path]:
+    """Up to ``limit`` stats directories (a manifest next to ``a_stiff.npy``) at most ``max_depth``
+    levels below ``d``, e.g. the ``stats/`` of an extraction or demo run directory."""
+    import os
+
+    found: list[Path] = []
+    base = len(Path(d).parts)
+    for root, dirs, files in os.walk(d):
+        dirs.sort()
+        if MANIFEST in files and "a_stiff.npy" in files and Path(root) != Path(d):
+            found.append(Path(root))
+            if len(found) >= limit:
+                break
+        if len(Path(root).parts) - base >= max_depth:
+            dirs[:] = []
+    return found
+
+
 def read_manifest(d: Path) -> dict[str, Any]:
     """Read and check ``d/manifest.json`` (format name and version)."""
     if "\x00" in str(d):
@@ -486,7 +504,10 @@ def read_manifest(d: Path) -> dict[str, Any]:
     if not d.is_dir():
         raise StatsFormatError(f"{d} is not a directory; pass the directory written by GradientStats.save.")
     if not mpath.is_file():
-        raise StatsFormatError(f"{mpath} is missing: {d} is not a stats directory (or a save was interrupted).")
+        below = stats_dirs_below(d)
+        hint = (f" It holds statistics in {', '.join(map(str, below))}: pass that directory (e.g. --stats {below[0]})."
+                if below else "")
+        raise StatsFormatError(f"{mpath} is missing: {d} is not a stats directory (or a save was interrupted).{hint}")
     if mpath.resolve().parent != d.resolve():
         raise StatsFormatError(
             f"{mpath} resolves to {mpath.resolve()}, outside the stats directory {d.resolve()}; refusing to "

@@ -1,18 +1,17 @@
 """Sharded solving: P ranks each hold a contiguous column block of G (and of a).
 
 Nothing of size N is ever gathered: per outer iteration the ranks exchange p = G w
-(one all-reduce of r numbers) and a few dozen scalars.
+(one all-reduce of r numbers) and a few dozen scalars.  The solver is the single-process
+one over a reduction (:class:`Comm`): the SCA loop of :func:`direct_opt.solvers.sca.sca_loop`,
+the structured oracle ``DirectPolytope(a_block, K, tau, reduction=comm)`` (its top-K global
+by :func:`direct_opt.reduction.top_k_mask`, ties to the lower global index), the operator
+:class:`~direct_opt.linop.ReducedOperator` and the bounds of :mod:`direct_opt.certificates`.
+This module sets up the shards and rounds: the greedy completion + 1-swap local search of
+:mod:`direct_opt.rounding`, mirrored with global selections so the selection is the same.
 
-* :func:`dist_top_k` — global top-K by value: multi-pivot bisection on the threshold with
-  all-reduced counts, finished exactly by gathering the (few) values left in the bracket;
-  ties go to the lower global index.
-* :func:`dist_lmo` — the exact linear oracle of {0<=w<=1, 1^T w = K, a^T w <= tau}: the
-  same Lagrangian bisection on the budget multiplier as :class:`~direct_opt.oracle.DirectPolytope`
-  (top-K of c - mu a per step, stop when the two bracketing vertices differ in <= 2
-  coordinates and weak duality certifies their budget-tight mix).
-* :func:`solve_sharded` — ``sca-exact`` (LP-SCA, init "norms"), the greedy completion +
-  1-swap local search of :mod:`direct_opt.rounding`, and the norm / spectral upper bounds,
-  each step mirroring the single-process code so the selection is the same.
+* :func:`dist_top_k`, :func:`dist_lmo` — the global top-K and the exact linear oracle of
+  {0<=w<=1, 1^T w = K, a^T w <= tau} over the ranks (thin wrappers of the above);
+* :func:`solve_sharded` — ``sca-exact`` (LP-SCA, init "norms"), rounding, certificates.
 
 Supported: backend ``sca-exact`` with the standard constraints (cardinality, budget).
 Anything else raises :class:`UnsupportedConstraintError` / :class:`InvalidParameterError`.
@@ -26,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates import certified_ratio, upper_bound
 from ..defaults import TAU_REL
 from ..errors import InvalidParameterError, UnsupportedConstraintError
-from ..certificates import certified_ratio, upper_bound
 from ..linop import ColumnOperator, ReducedOperator
 from ..oracle import DirectPolytope
 from ..reduction import top_k_mask

@@ -1,4 +1,4 @@
-"""The evaluation harness: does a selection help after annealing? (DESIGN §4)
+"""The evaluation harness: does a selection help after annealing? (docs/evaluation.md)
 
     from direct_opt.evaluate import evaluate, AnnealSchedule
     report = evaluate(state, lm_loss, corpus.pool, corpus.val, corpus.test,
@@ -25,7 +25,7 @@ from .harness import (
 from .intervals import PairedDifference, Summary, paired_difference, summarize, t_critical
 from .lm_setup import CORPORA, LMSetup, build_corpus, prepare
 from .report import EvalReport, build_summary
-from .schedule import AnnealSchedule
+from .schedule import AnnealSchedule, decision_line, schedule_gain
 from .spec import SelectorSpec, parse_selector, parse_selectors
 
 ALL_SELECTORS = ("random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor")
@@ -34,5 +34,5 @@ __all__ = [
     "ALL_SELECTORS", "AnnealSchedule", "CORPORA", "Checkpoint", "DataOverlapError", "EvalReport", "LMSetup",
     "PairedDifference", "ResumeMismatchError", "SelectorSpec", "Summary", "build_corpus", "build_summary",
     "check_disjoint", "data_fingerprint", "evaluate", "paired_difference", "parse_selector", "parse_selectors",
-    "prepare", "summarize", "t_critical", "write_json_atomic",
+    "decision_line", "prepare", "schedule_gain", "summarize", "t_critical", "write_json_atomic",
 ]

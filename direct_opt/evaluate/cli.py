@@ -189,7 +189,7 @@ def run_config(cfg: dict[str, Any], log: Any = print):
     setup = prepare(cfg["corpus"], data_seed=int(cfg["data_seed"]), quick=bool(cfg["quick"]),
                     n_pool=cfg["n_pool"], n_val=cfg["n_val"], n_test=cfg["n_test"], n_pretrain=cfg["n_pretrain"],
                     target_domain=cfg["target_domain"], model=cfg["model"], pretrain_steps=cfg["pretrain_steps"],
-                    lr=float(cfg["lr"]), cache_dir=out, log=log)
+                    lr=float(cfg["lr"]), cache_dir=out, log=log, progress=bool(cfg["progress"]))
     n = int(setup.corpus.pool.shape[0])
     k = int(cfg["k"]) if cfg.get("k") is not None else max(1, int(math.ceil(K_FRACTION * n)))
     ext = ExtractConfig(**{"verbose": bool(cfg["progress"]), **cfg["extract"]})

@@ -1,4 +1,4 @@
-"""The evaluation harness: does a selection help after annealing? (DESIGN §4, issue 8)
+"""The evaluation harness: does a selection help after annealing? (docs/evaluation.md)
 
 For every selector and seed the harness
 
@@ -39,13 +39,14 @@ from tqdm.auto import tqdm
 
 from ..defaults import TAU_REL
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
+from ..threads import reproducible
 from ..lm.model import GPTConfig, TinyGPT
 from ..lm.train import TrainState, anneal, load_model
 from ..output import write_output
 from ..result import _jsonable
 from ..stats import GradientStats
 from .report import EvalReport, build_summary
-from .schedule import AnnealSchedule
+from .schedule import AnnealSchedule, check_schedule_gain
 from .spec import SelectorSpec, parse_selectors
 
 REPORT_FORMAT = "direct_opt.eval_report"
@@ -290,6 +291,7 @@ def _run_selector(spec: SelectorSpec, *, k: int, stats: GradientStats | None, mo
     return idx, diag, float(getattr(out, "time_s", elapsed))
 
 
+@reproducible
 def evaluate(
     model: Any,
     loss_fn: Callable[..., torch.Tensor],
@@ -316,6 +318,7 @@ def evaluate(
     plot: bool = True,
     overwrite: bool = False,
     meta: Mapping[str, Any] | None = None,
+    schedule_gain: Mapping[str, Any] | None = None,
 ) -> EvalReport:
     """Anneal the same checkpoint on each selector's K samples, for every seed, and compare.
 
@@ -351,6 +354,9 @@ def evaluate(
         progress: tqdm bars. plot: write ``eval.png`` (needs out_dir).
         overwrite: discard finished runs in ``out_dir`` instead of resuming.
         meta: extra JSON-safe provenance stored in the report (corpus info, ...).
+        schedule_gain: how much the best LR schedule gains on this model (from
+            :func:`~direct_opt.evaluate.schedule.schedule_gain`, or measured); the report then
+            weighs it against the best selection's gain (one line under the table).
     Returns:
         :class:`EvalReport` (also written to ``out_dir/results.json``).
     Raises:
@@ -391,7 +397,8 @@ def evaluate(
     if schedule.optimizer_state == "restore" and ckpt.optim_state is None:
         raise InvalidParameterError("schedule.optimizer_state='restore' needs the optimizer state: pass a TrainState, "
                                     "optim_state=..., or use optimizer_state='reset'.")
-    peak_lr = schedule.peak_lr or ckpt.lr or 3e-3
+    peak_lr = max(schedule.lrs(k, 1.0)) if schedule.lr_schedule is not None else (schedule.peak_lr or ckpt.lr or 3e-3)
+    schedule_gain = check_schedule_gain(schedule_gain)
     ref_desc = "given" if reference is not None else None
     if reference is None and ckpt.ema_state is not None:
         reference = load_model(ckpt.ema_state, ckpt.config)
@@ -498,7 +505,8 @@ def evaluate(
     summary = build_summary(runs, labels, seeds, baseline, target_group, level)
     report = EvalReport(
         config={"core": core, "selectors": [s.describe() for s in specs], "seeds": seeds, "k": k,
-                "baseline": baseline, "target_group": target_group, "level": level, "meta": dict(meta or {})},
+                "baseline": baseline, "target_group": target_group, "level": level, "meta": dict(meta or {}),
+                "schedule_gain": schedule_gain},
         runs=runs, labels=labels, seeds=seeds, baseline=baseline, summary=summary, stats_info=stats_info,
         target_group=target_group, level=level,
     )
@@ -520,8 +528,8 @@ def _one_run(spec: SelectorSpec, seed: int, *, ckpt: Checkpoint, loss_fn: Any, p
     idx, diag, sel_time = _run_selector(spec, k=k, stats=stats, model=model, loss_fn=loss_fn, pool=pool,
                                         reference=reference, seed=seed)
     t0 = time.perf_counter()
-    res = anneal(ckpt.model_state, ckpt.optim_state, pool[torch.from_numpy(idx)], steps=schedule.n_steps(k),
-                 peak_lr=peak_lr, shape=schedule.shape, batch_size=schedule.batch_size, seed=seed,
+    res = anneal(ckpt.model_state, ckpt.optim_state, pool[torch.from_numpy(idx)], lrs=schedule.lrs(k, peak_lr),
+                 batch_size=schedule.batch_size, seed=seed,
                  eval_sets={"val": val, "test": test}, eval_every=schedule.eval_every, config=ckpt.config,
                  optimizer_state=schedule.optimizer_state, grad_clip=schedule.grad_clip,
                  eval_batch_size=eval_batch_size)

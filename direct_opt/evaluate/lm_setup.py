@@ -77,6 +77,7 @@ def prepare(
     warmup_steps: int = 20,
     cache_dir: str | Path | None = None,
     log: Any = None,
+    progress: bool = False,
 ) -> LMSetup:
     """Build the corpus and pretrain TinyGPT (stable phase, constant LR after warmup).
 
@@ -91,12 +92,14 @@ def prepare(
         cache_dir: if given, the checkpoint is stored as ``cache_dir/checkpoint.pt`` and reused
             when the corpus and settings match.
         log: callable(str) for progress lines (default: silent).
+        progress: show a progress bar while pretraining.
     """
     say = log or (lambda s: None)
     t0 = time.perf_counter()
     kw = {"n_pool": n_pool, "n_val": n_val, "n_test": n_test, "n_pretrain": n_pretrain,
           "target_domain": target_domain}
-    c = build_corpus(corpus, seed=data_seed, quick=quick, **kw)
+    say(f"building the {corpus} corpus from local Python sources ...")
+    c = build_corpus(corpus, seed=data_seed, quick=quick, progress=progress, **kw)
     t_corpus = time.perf_counter() - t0
     say(f"corpus {corpus}: pool {tuple(c.pool.shape)}, val {tuple(c.val.shape)}, test {tuple(c.test.shape)}, "
         f"pretrain {tuple(c.pretrain.shape)}, target domain {c.target_domain!r} ({t_corpus:.1f}s)")
@@ -122,7 +125,7 @@ def prepare(
     if state is None:
         say(f"pretraining TinyGPT ({TinyGPT(mcfg).num_parameters()} parameters) for {steps} steps at lr={lr} ...")
         state = pretrain(TinyGPT(mcfg, seed=data_seed), c.pretrain, steps=steps, lr=lr, batch_size=batch_size,
-                         seed=data_seed, ema_decay=ema_decay, warmup_steps=warmup_steps)
+                         seed=data_seed, ema_decay=ema_decay, warmup_steps=warmup_steps, progress=progress)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".pt.tmp")

@@ -162,13 +162,15 @@ class EvalReport:
         d = self.summary[label][f"diff_{split}_vs_baseline"]
         if d is None:
             return f"{label}: no paired runs with {self.baseline}."
-        better = d["mean"] < 0
-        word = "beat" if better else "did NOT beat"
+        lower = d["mean"] < 0
         if d.get("low") is None:
+            word = "is not shown to beat" if lower else "did NOT beat"
             extra = f"single seed (n={d['n']}), no interval — not conclusive"
-        elif d["significant"]:
+        elif d["significant"]:  # the interval excludes 0: the only case that earns "beat"
+            word = "beat" if lower else "did NOT beat"
             extra = f"95% CI [{d['low']:+.4f}, {d['high']:+.4f}] excludes 0, n={d['n']} seeds"
         else:
+            word = "is not shown to beat" if lower else "did NOT beat"
             extra = f"95% CI [{d['low']:+.4f}, {d['high']:+.4f}] includes 0 (not significant), n={d['n']} seeds"
         return (f"{label} {word} {self.baseline} on held-out {split} loss: mean paired difference "
                 f"{d['mean']:+.4f} nats/byte ({extra}).")
@@ -220,6 +222,10 @@ class EvalReport:
                       "whose selection satisfies the stiff budget aᵀw ≤ τ.")
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        if self.config.get("schedule_gain"):
+            from .schedule import decision_line
+
+            lines += ["", decision_line(self.summary, self.baseline, self.config["schedule_gain"])]
         return notes + "\n\n" + "\n".join(lines)
 
     # --------------------------------------------------------------------- I/O

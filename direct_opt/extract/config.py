@@ -46,6 +46,9 @@ class ExtractConfig:
         lanczos_steps: Lanczos iterations for ``hessian-lanczos`` (None: min(d, 2k + 20)).
         collate_fn: turns a list of samples into a batch (default:
             ``torch.utils.data.default_collate``, i.e. stack tensors with a leading B dim).
+        threads: torch CPU threads during the extraction (default 1: the stats are bit-identical
+            whatever the machine's core count, see :mod:`direct_opt.threads`; None: torch's
+            current setting, faster on many cores but the last bits then depend on it).
     """
 
     k_sketch: int = 2048
@@ -64,6 +67,7 @@ class ExtractConfig:
     projector_options: dict[str, Any] = field(default_factory=dict)
     lanczos_steps: int | None = None
     collate_fn: Callable[[list[Any]], Any] | None = None
+    threads: int | None = 1
 
     def validate(self) -> "ExtractConfig":
         """Check ranges and names; raise InvalidParameterError / UnknownNameError. Returns self."""
@@ -77,6 +81,10 @@ class ExtractConfig:
             raise InvalidParameterError(f"batch_size={self.batch_size!r} must be a positive integer.")
         if not 0.0 < float(self.elbow_energy) <= 1.0:
             raise InvalidParameterError(f"elbow_energy={self.elbow_energy!r} must lie in (0, 1] (paper: 0.945).")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads <= 0):
+            raise InvalidParameterError(f"threads={self.threads!r} must be a positive integer or None "
+                                        "(None: torch's current thread count).")
         if self.lanczos_steps is not None and self.lanczos_steps <= 0:
             raise InvalidParameterError(f"lanczos_steps={self.lanczos_steps!r} must be positive or None.")
         from .projectors import Projector

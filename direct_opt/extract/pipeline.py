@@ -1,4 +1,4 @@
-"""extract_stats: model + data -> GradientStats (DESIGN §1.1, §1.3).
+"""extract_stats: model + data -> GradientStats (docs/math.md, docs/extract.md).
 
 Order: validation pass (curvature, saved) -> pool batches (sketches, one shard per batch)
 -> eigen-coordinates, elbow split and stiff costs -> GradientStats (saved to out_dir/stats).
@@ -19,6 +19,7 @@ from .ranks import (check_same_header, compute_on_rank0, gather_batches, make_ou
                     read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
 from ..stats import GradientStats
+from ..threads import fixed_threads
 from .config import ExtractConfig
 from .curvature import CURVATURES, fisher_eigen, lanczos
 from .data import LossFn, batch_ranges, data_fingerprint, iter_batches, to_device
@@ -172,7 +173,7 @@ def extract_stats(
         comm = resolve_comm(comm)
         check_same_header(header, comm)
         out = make_output_dir(cfg.out_dir, header, comm) if cfg.out_dir else None
-        with out if out is not None else contextlib.nullcontext():
+        with out if out is not None else contextlib.nullcontext(), fixed_threads(cfg.threads):
             return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out, comm)
     finally:
         model.train(was_training)

@@ -42,6 +42,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, UnknownNameError
 from .text import DomainStream, SourceCache, walk_py_files
@@ -165,11 +166,13 @@ def build_corpus(
     file_cap: int | None,
     domains: Sequence[str] | None,
     info: dict,
+    progress: bool = False,
 ) -> Corpus:
     """Shared recipe behind :func:`stdlib_corpus` / :func:`site_packages_corpus`.
 
     ``sources`` maps a code-area name to its files; ``docstrings``/``comments`` domains
     use the union of all areas' files. See the module docstring for the recipe.
+    ``progress=True`` shows a progress bar counting the source files read.
     """
     t0 = time.perf_counter()
     L = seq_len + 1
@@ -212,7 +215,8 @@ def build_corpus(
                 + (n_test + margin(n_val) if d == target_domain else 0))
         for d in spec
     }
-    cache = SourceCache()
+    bar = tqdm(desc="corpus (source files read)", unit="file", disable=not progress, dynamic_ncols=True)
+    cache = SourceCache(bar)
     streams = {}
     for d, (kind, files) in spec.items():
         cap = file_cap or max(512, int(2.0 * need_bytes[d] / max(1, len(files))) + 1)
@@ -306,6 +310,7 @@ def build_corpus(
         val_sources=sorted({val_src[i].split("@")[0] for i in keep}),
         build_seconds=round(time.perf_counter() - t0, 3),
     )
+    bar.close()
     as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a)).long()  # noqa: E731
     return Corpus(
         pool=as_long(pool), pool_groups=groups_arr, pool_ids=ids_arr, val=as_long(val),
@@ -333,6 +338,7 @@ def stdlib_corpus(
     degraded_kinds: Sequence[str] = DEGRADED_KINDS,
     target_in_pool: bool = True,
     file_cap: int | None = None,
+    progress: bool = False,
 ) -> Corpus:
     """Corpus from the Python standard library sources (``sysconfig`` ``stdlib`` path).
 
@@ -358,7 +364,7 @@ def stdlib_corpus(
     return build_corpus(
         sources, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
-        file_cap=file_cap, domains=domains, info=info, **sizes,
+        file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )
 
 
@@ -389,6 +395,7 @@ def site_packages_corpus(
     degraded_kinds: Sequence[str] = DEGRADED_KINDS,
     target_in_pool: bool = True,
     file_cap: int | None = None,
+    progress: bool = False,
 ) -> Corpus:
     """Corpus from installed third-party package sources (located with ``find_spec``).
 
@@ -424,5 +431,5 @@ def site_packages_corpus(
     return build_corpus(
         sources, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
-        file_cap=file_cap, domains=domains, info=info, **sizes,
+        file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -59,8 +59,9 @@ def walk_py_files(root: Path, skip_dirs: Iterable[str] = SKIP_DIRS, recursive: b
 class SourceCache:
     """Per-build cache of (source text, AST) so a file parsed for one domain is reused."""
 
-    def __init__(self) -> None:
+    def __init__(self, bar: Any = None) -> None:
         self._cache: dict[Path, tuple[str, ast.Module | None]] = {}
+        self._bar = bar  # a progress bar counting the files read (optional)
 
     def get(self, path: Path, parse: bool = True) -> tuple[str, ast.Module | None]:
         """(text, tree); tree is None when the file does not parse (or ``parse=False``)."""
@@ -70,6 +71,8 @@ class SourceCache:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 text = ""
+            if self._bar is not None:
+                self._bar.update()
         if parse and tree is None and text:
             try:
                 tree = ast.parse(text)

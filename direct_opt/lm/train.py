@@ -18,17 +18,20 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, UnknownNameError
+from ..schedule.schedules import DECAY_SHAPES, decay_factor
+from ..threads import reproducible
 from .loss import lm_loss
 from .model import GPTConfig, TinyGPT
 
 StateDict = dict[str, Tensor]
-WSD_SHAPES: tuple[str, ...] = ("linear", "cosine", "1-sqrt")
+WSD_SHAPES: tuple[str, ...] = DECAY_SHAPES
 DEFAULT_BETAS = (0.9, 0.95)
 DEFAULT_WEIGHT_DECAY = 0.1
 
@@ -114,23 +117,17 @@ def _clone_state(module: nn.Module) -> StateDict:
 def wsd_lr(step: int, total: int, peak_lr: float, shape: str = "linear") -> float:
     """Learning rate of the decay phase of a Warmup-Stable-Decay schedule.
 
-    ``step`` in [0, total]; returns ``peak_lr`` at step 0 and 0 at step ``total``,
-    non-increasing in between. With p = step/total:
-    ``linear``: peak (1 - p); ``cosine``: peak (1 + cos(pi p)) / 2; ``1-sqrt``:
-    peak (1 - sqrt(p)). Steps outside [0, total] are clamped.
+    ``step`` in [0, total]; returns ``peak_lr`` at step 0, non-increasing after. With
+    p = step/total: ``linear``: peak (1 - p); ``cosine``: peak (1 + cos(pi p)) / 2; ``1-sqrt``:
+    peak (1 - sqrt(p)) (these reach 0 at step ``total``); ``exponential`` and ``step`` end at 1 %
+    and 10 % of the peak (:func:`direct_opt.schedule.decay_factor`, the one implementation of
+    the shapes). Steps outside [0, total] are clamped.
     """
     if total <= 0:
         raise InvalidParameterError(f"total={total} must be a positive number of decay steps.")
-    p = min(max(step / total, 0.0), 1.0)
-    if shape == "linear":
-        f = 1.0 - p
-    elif shape == "cosine":
-        f = 0.5 * (1.0 + math.cos(math.pi * p))
-    elif shape == "1-sqrt":
-        f = 1.0 - math.sqrt(p)
-    else:
+    if shape not in WSD_SHAPES:
         raise UnknownNameError(f"unknown WSD decay shape {shape!r}; known: {list(WSD_SHAPES)}")
-    return float(peak_lr) * max(f, 0.0)
+    return float(peak_lr) * max(float(decay_factor(step / total, shape)), 0.0)
 
 
 class _BatchStream:
@@ -168,6 +165,7 @@ def _make_optimizer(model: nn.Module, lr: float, betas=DEFAULT_BETAS,
                              foreach=False)
 
 
+@reproducible
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, data: Tensor, batch_size: int = 256) -> float:
     """Mean per-sample next-byte loss (nats/byte) of ``model`` on ``data`` (N, T+1).
@@ -185,6 +183,7 @@ def evaluate_loss(model: nn.Module, data: Tensor, batch_size: int = 256) -> floa
     return float(total / data.shape[0])
 
 
+@reproducible
 def pretrain(
     model: TinyGPT,
     data: Tensor,
@@ -197,12 +196,15 @@ def pretrain(
     warmup_steps: int = 0,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     grad_clip: float | None = 1.0,
+    progress: bool = False,
 ) -> TrainState:
     """The stable phase: AdamW at constant ``lr`` (after an optional linear warmup).
 
     Trains ``model`` in place on minibatches of ``data`` (N, seq_len+1) and keeps an
     EMA of the weights, ema <- d*ema + (1-d)*theta after every step (``ema_decay`` = d).
     Returns a detached :class:`TrainState` checkpoint (model, optimizer, EMA).
+    ``progress=True`` shows a progress bar with the running training loss.
+    Runs at a fixed torch thread count (:mod:`direct_opt.threads`): the same bits on any machine.
     """
     cfg = model.config
     data = _check_data(data, cfg, "pretraining data")
@@ -219,6 +221,7 @@ def pretrain(
         opt = _make_optimizer(model, lr, weight_decay=weight_decay)
         params = [p for p in model.parameters()]
         ema = [p.detach().clone() for p in params]
+        bar = tqdm(total=steps, desc="pretraining", unit="step", disable=not progress, dynamic_ncols=True)
         for step in range(steps):
             cur = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else lr
             loss = train_step(model, opt, data[stream.next()], cur, params, grad_clip)
@@ -226,6 +229,9 @@ def pretrain(
                 for e, p in zip(ema, params):
                     e.lerp_(p.detach(), 1.0 - ema_decay)
             losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            bar.update()
+        bar.close()
         for g in opt.param_groups:
             g["lr"] = lr
     model.eval()
@@ -239,6 +245,7 @@ def pretrain(
     )
 
 
+@reproducible
 def anneal(
     model_state: Mapping[str, Tensor],
     optim_state: dict | None,
@@ -256,6 +263,7 @@ def anneal(
     optimizer_state: str = "restore",
     grad_clip: float | None = 1.0,
     eval_batch_size: int = 256,
+    lrs: Sequence[float] | None = None,
 ) -> AnnealResult:
     """Anneal a checkpoint on ``data`` (e.g. a selection of pool rows) with WSD decay.
 
@@ -267,6 +275,8 @@ def anneal(
         steps / epochs: exactly one; ``epochs`` gives ceil(epochs * n / batch_size) steps.
         peak_lr, shape: the decay :func:`wsd_lr`; update t (0-based) uses
             ``wsd_lr(t, steps, peak_lr, shape)``, so the LR reaches 0 at the end.
+        lrs: instead of steps/epochs/peak_lr/shape, the LR of every update (any schedule,
+            e.g. ``direct_opt.schedule.WSD(...).lrs()``); its length is the number of steps.
         eval_sets: name -> LongTensor (m, seq_len+1); mean loss recorded at step 0
             (the restored checkpoint), every ``eval_every`` steps, and at the end.
         config: architecture of the checkpoint (default ``GPTConfig()``).
@@ -277,6 +287,14 @@ def anneal(
     cfg = config if config is not None else GPTConfig()
     data = _check_data(data, cfg, "annealing data")
     eval_sets = {k: _check_data(v, cfg, f"eval set {k!r}") for k, v in (eval_sets or {}).items()}
+    lrs_given = None
+    if lrs is not None:
+        from ..schedule.schedules import check_lrs
+
+        lrs_given = check_lrs(lrs, "anneal lrs")
+        if steps is not None and int(steps) != lrs_given.size or epochs is not None:
+            raise InvalidParameterError("lrs= fixes the number of steps (its length); do not pass epochs= or another steps=.")
+        steps, peak_lr = lrs_given.size, float(lrs_given.max())
     if (steps is None) == (epochs is None):
         raise InvalidParameterError("pass exactly one of steps= or epochs=.")
     n_steps = int(steps) if steps is not None else int(math.ceil(float(epochs) * data.shape[0] / batch_size))
@@ -304,7 +322,7 @@ def anneal(
             curves[k].append((step, evaluate_loss(model, v, eval_batch_size)))
 
     train_losses: list[float] = []
-    lrs: list[float] = []
+    used_lrs: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         stream = _BatchStream(data.shape[0], batch_size, torch.Generator().manual_seed(seed))
@@ -312,13 +330,13 @@ def anneal(
         params = list(model.parameters())
         for t in range(n_steps):
             model.train()
-            lr = wsd_lr(t, n_steps, peak_lr, shape)
+            lr = float(lrs_given[t]) if lrs_given is not None else wsd_lr(t, n_steps, peak_lr, shape)
             loss = train_step(model, opt, data[stream.next()], lr, params, grad_clip)
             train_losses.append(float(loss.detach()))
-            lrs.append(lr)
+            used_lrs.append(lr)
             if (t + 1) % eval_every == 0 or t + 1 == n_steps:
                 record(t + 1)
     model.eval()
     final = {k: c[-1][1] for k, c in curves.items()}
     return AnnealResult(curves=curves, final=final, steps=n_steps, train_losses=train_losses,
-                        lrs=lrs, model_state=_clone_state(model))
+                        lrs=used_lrs, model_state=_clone_state(model))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import device
-from .base import Oracle
+from .base import Oracle, check_oracle
 from .device import TorchPolytope
 from .general import GeneralPolytope
 from .namespace import top_k_fractional
@@ -36,5 +36,5 @@ def make_oracle(problem: Any) -> Oracle:
     return GeneralPolytope(problem)
 
 
-__all__ = ["DirectPolytope", "GeneralPolytope", "Oracle", "TorchPolytope", "make_oracle", "structured_polytope",
+__all__ = ["DirectPolytope", "GeneralPolytope", "Oracle", "check_oracle", "TorchPolytope", "make_oracle", "structured_polytope",
            "top_k_fractional", "_BISECT_MAX", "_SHRINK_MIN"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from ..errors import InvalidParameterError
 
 
 @runtime_checkable
@@ -31,3 +33,13 @@ class Oracle(Protocol):
     def lmo(self, c: np.ndarray) -> np.ndarray: ...
 
     def project(self, y: np.ndarray) -> np.ndarray: ...
+
+
+def check_oracle(oracle: Any) -> None:
+    """Raise InvalidParameterError unless ``oracle`` is None or satisfies :class:`Oracle`."""
+    if oracle is not None and not isinstance(oracle, Oracle):
+        missing = [m for m in ("lmo", "project", "kind", "message", "capabilities") if not hasattr(oracle, m)]
+        raise InvalidParameterError(
+            f"oracle={type(oracle).__name__} is not a direct_opt.oracle.Oracle: it lacks {missing} "
+            "(see direct_opt.oracle.Oracle; DirectPolytope / GeneralPolytope are the built-in ones)."
+        )

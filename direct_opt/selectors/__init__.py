@@ -13,7 +13,7 @@ Built-in selectors (every one deterministic given ``seed``):
 name           rule                                                 needs
 =============  ===================================================  ==========================
 random         uniform K-subset (``default_rng(seed).choice``)      N (stats, pool or ``n=``)
-direct         the DiReCT program (DESIGN §1.2) via a backend        stats
+direct         the DiReCT program (docs/math.md) via a backend       stats
 less           top-K cos(g_i, mean validation gradient) (LESS)       stats with G_stiff, val_grad
 grad-norm      top-K ||g_i||                                         stats with grad_norms
 loss           top-K loss                                            stats.losses or model+loss_fn+pool
@@ -40,7 +40,7 @@ indices (K distinct, in range) and times it::
 
     sel = select("small-loss", k=100, stats=stats, power=2.0)
 
-Which selector to use by default is an empirical question (DESIGN §4): see
+Which selector to use by default is an empirical question (docs/evaluation.md): see
 :data:`DEFAULT_SELECTOR`.
 """
 

@@ -1,4 +1,4 @@
-"""``direct``: the paper's program (DESIGN §1.2) solved by a named backend."""
+"""``direct``: the paper's program (docs/math.md) solved by a named backend."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..certificates import certified_ratio, upper_bound
 from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
-from ..oracle import Oracle, make_oracle
+from ..oracle import Oracle, check_oracle, make_oracle
 from ..problem import SelectionProblem
 from ..reduction import LOCAL, Reduction
 from ..registry import Registry
@@ -129,12 +129,7 @@ class Backend:
         """Solve ``problem``; see :func:`solve` for the arguments."""
         if not isinstance(problem, SelectionProblem):
             raise InvalidParameterError(f"solve() expects a SelectionProblem, got {type(problem).__name__}.")
-        if oracle is not None and not isinstance(oracle, Oracle):
-            missing = [m for m in ("lmo", "project", "kind", "message", "capabilities") if not hasattr(oracle, m)]
-            raise InvalidParameterError(
-                f"oracle={type(oracle).__name__} is not a direct_opt.oracle.Oracle: it lacks {missing} "
-                "(see direct_opt.oracle.Oracle; DirectPolytope / GeneralPolytope are the built-in ones)."
-            )
+        check_oracle(oracle)
         if device is not None:  # products with G on a torch device for this solve only
             from ..linop import use_device
 

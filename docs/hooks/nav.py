@@ -12,6 +12,8 @@ log = logging.getLogger("mkdocs.hooks.nav")
 
 def _keep(item: Any, docs: Path) -> Any:
     if isinstance(item, str):
+        if item.endswith(".ipynb"):  # notebooks live in ../notebooks (docs/hooks/notebooks.py adds them)
+            return item if (docs.parent / item).is_file() else None
         return item if item.startswith(("http://", "https://")) or (docs / item).is_file() else None
     if isinstance(item, dict):
         out = {}

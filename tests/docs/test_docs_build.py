@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytest.importorskip("mkdocs", reason="the docs build needs the dev extra: pip install -e '.[dev]'")
 pytest.importorskip("mkdocstrings", reason="the docs build needs the dev extra: pip install -e '.[dev]'")
+pytest.importorskip("mkdocs_jupyter", reason="the docs build needs the dev extra: pip install -e '.[dev]'")
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -34,6 +35,9 @@ def test_mkdocs_build_strict(tmp_path):
     concepts = (site / "concepts.html").read_text(encoding="utf-8")
     assert "img/flat_stiff.png" in concepts and (site / "img" / "flat_stiff.png").is_file()
     assert not (site / "hooks").exists() and not (site / "img" / "make_figures.py").exists()
+    for name in ("01_compare_backends", "02_custom_constraints", "03_end_to_end"):  # rendered with their figures
+        page = (site / "notebooks" / f"{name}.html").read_text(encoding="utf-8")
+        assert "data:image/png;base64" in page, name
 
 
 def _load(path: Path, name: str):

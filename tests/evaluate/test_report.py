@@ -62,3 +62,17 @@ def test_composition_selection_time_and_program_scores(full_report):
     assert s["direct"]["program"]["budget_ok_fraction"] == 1.0  # the program's own selection keeps its budget
     assert s["random"]["target_fraction"] == pytest.approx(1 - s["random"]["degraded_fraction"])
     assert rep.stats_info["n"] == 32 and rep.stats_info["extract_time_s"] >= 0
+
+
+@pytest.mark.parametrize("mean, low, high, word", [
+    (-0.05, -0.08, -0.01, "beat"),                  # interval below 0
+    (-0.05, -0.12, +0.02, "is not shown to beat"),  # lower mean, interval includes 0
+    (-0.05, None, None, "is not shown to beat"),    # one seed, no interval
+    (+0.05, -0.01, +0.08, "did NOT beat"),
+])
+def test_verdict_says_beat_only_when_the_interval_excludes_0(mean, low, high, word):
+    d = {"mean": mean, "low": low, "high": high, "n": 3 if low is not None else 1,
+         "significant": low is not None and (low > 0 or high < 0)}
+    rep = EvalReport(config={}, runs=[], labels=["random", "x"], seeds=[0], baseline="random",
+                     summary={"x": {"diff_test_vs_baseline": d}})
+    assert rep.verdict("x").startswith(f"x {word} random on held-out test loss")

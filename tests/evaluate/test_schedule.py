@@ -44,7 +44,7 @@ def test_length_in_steps_or_epochs():
 
 
 def test_bad_schedules():
-    with pytest.raises(UnknownNameError, match=r"unknown decay shape 'exp'; known: \['linear', 'cosine', '1-sqrt'\]"):
+    with pytest.raises(UnknownNameError, match=r"unknown decay shape 'exp'; known: \['linear', 'cosine', '1-sqrt', 'exponential', 'step'\]"):
         AnnealSchedule(shape="exp")
     with pytest.raises(InvalidParameterError, match="not both"):
         AnnealSchedule(steps=3, epochs=1)

@@ -40,7 +40,7 @@ def test_wsd_lr_shapes(shape: str) -> None:
 
 def test_wsd_lr_errors() -> None:
     with pytest.raises(UnknownNameError):
-        wsd_lr(0, 10, 1.0, "step")
+        wsd_lr(0, 10, 1.0, "zigzag")
     with pytest.raises(InvalidParameterError):
         wsd_lr(0, 0, 1.0, "linear")
 
@@ -108,3 +108,11 @@ def test_anneal_optimizer_state_modes_and_epochs(state: TrainState) -> None:
     with pytest.raises(InvalidParameterError):
         anneal(state.model_state, state.optim_state, torch.zeros(4, 40, dtype=torch.long), steps=2,
                config=CFG)
+
+
+def test_pretrain_progress_bar_shows_steps_and_changes_nothing(capsys) -> None:
+    quiet = pretrain(TinyGPT(CFG, seed=1), _text_data(32, 2), steps=3, batch_size=8, seed=3)
+    shown = pretrain(TinyGPT(CFG, seed=1), _text_data(32, 2), steps=3, batch_size=8, seed=3, progress=True)
+    err = capsys.readouterr().err
+    assert "pretraining" in err and "3/3" in err
+    assert quiet.losses == shown.losses

@@ -96,7 +96,8 @@ def _cuda_available() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device on this machine (the lead's GPU run covers it)")
+@pytest.mark.skipif(not _cuda_available(),
+                    reason="no CUDA device on this machine; run it on a machine with a GPU to check CPU vs CUDA")
 def test_cpu_and_cuda_agree_within_documented_tolerances():
     diff = _lib.cpu_cuda_differences("cuda")
     assert diff["k_star_equal"]

@@ -11,7 +11,7 @@ from direct_opt.stats import GradientStats
 
 
 def stats_from_sketches(z_pool: np.ndarray, z_val: np.ndarray, k_star: int, **extra) -> GradientStats:
-    """GradientStats per DESIGN §1.1 from sketches z_pool (N, k) and z_val (M, k).
+    """GradientStats as in docs/math.md from sketches z_pool (N, k) and z_val (M, k).
 
     H~ = z_valᵀ z_val / M = V Λ Vᵀ (descending), c_i = sqrt(k) Vᵀ z_i, val_grad = sqrt(k) Vᵀ mean(z_val),
     a_i = Σ_{j<k*} λ_j c_ij².
