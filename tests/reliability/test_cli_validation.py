@@ -61,6 +61,9 @@ def tripwires(monkeypatch):
     monkeypatch.setattr(direct_opt.demo, "run_demo", trip)
     monkeypatch.setattr(direct_opt.evaluate.cli, "run_config", trip)
     monkeypatch.setattr(direct_opt.extract.hf, "load_causal_lm", trip)
+    import direct_opt.schedule.cli
+
+    monkeypatch.setattr(direct_opt.schedule.cli, "_load_all_curves", trip)
 
 
 def _cases(e):
@@ -135,6 +138,14 @@ def _cases(e):
         ("extract --elbow-energy nan", X + ["--out", out, "--elbow-energy", "nan"], "--elbow-energy"),
         ("extract --seed -1", X + ["--out", out, "--seed", "-1"], "--seed"),
         ("extract --projector nope", X + ["--out", out, "--projector", "nope"], "--projector"),
+        ("schedule fit --curves missing", ["schedule", "fit", "--curves", "nope.csv"], "--curves"),
+        ("schedule fit --out /dev/null", ["schedule", "fit", "--curves", e["train"], "--out", "/dev/null"], "--out"),
+        ("schedule fit --plot fifo", ["schedule", "fit", "--curves", e["train"], "--plot", e["fifo"]], "--plot"),
+        ("schedule fit --bootstrap -1", ["schedule", "fit", "--curves", e["train"], "--bootstrap", "-1"], "--bootstrap"),
+        ("schedule predict --law missing", ["schedule", "predict", "--law", "nope.json"], "--law"),
+        ("schedule optimize --final-lr -1", ["schedule", "optimize", "--law", e["train"], "--total-steps", "10",
+                                             "--final-lr", "-1"], "--final-lr"),
+        ("schedule collect --out file", ["schedule", "collect", "--out", e["file"]], "--out"),
     ]
     return cases
 
