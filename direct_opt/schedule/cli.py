@@ -145,7 +145,6 @@ def check(args: argparse.Namespace) -> None:
         check_number(getattr(args, flag, None), f"--{flag}", minimum=0, integer=True)
     check_number(getattr(args, "level", None), "--level", above=0.0, maximum=1.0)
     check_number(getattr(args, "final_lr", None), "--final-lr", minimum=0.0)
-    check_number(getattr(args, "peak_lr", None), "--peak-lr", above=0.0)
 
 
 def _write_json(path: str | None, blob: dict[str, Any]) -> None:
