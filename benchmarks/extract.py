@@ -7,6 +7,15 @@ every sample), then checks the target and exits with its status::
     python benchmarks/extract.py                               # CPU, small GPT-style LM (0.14 M params)
     python benchmarks/extract.py --gpt2 --device cuda          # GPT-2-small-sized (124 M), seq 128, k 2048
     python benchmarks/extract.py --gpt2 --smoke                # the GPU-mode code path, shrunk, on CPU
+    python benchmarks/extract.py --hf [--smoke]                # HF GPT-2 / Llama / NeoX / LoRA x projectors
+
+``--hf``: every (model family, projector) cell runs in a fresh process: the per-sample time
+of the pool pass next to a plain forward+backward of the batch loss on the same batches
+(batches alternated; ratio = median over batches of extraction / forward+backward time,
+times = medians over batches), and the peak memory (CUDA:
+allocated; CPU: the process's peak RSS after a forward+backward, then after extraction). Then
+``direct-opt extract`` on each saved model, and the left-padding / collator checks
+(max relative sketch difference to the unpadded samples; over 1e-4 -> exit 2).
 
 Timings cover the pool pass only (per-sample losses + sketches; sketches copied back to
 the host as the pipeline does), after one warm-up batch per mode. Each mode times at
@@ -170,8 +179,194 @@ def _norm_ratio(z: torch.Tensor, sq: torch.Tensor) -> float:
     return (z.double().square().sum(1) / sq.double().clamp_min(1e-30)).median().item()
 
 
+# ------------------------------------------------------------------ Hugging Face models
+HF_FAMILIES = ("gpt2", "llama", "neox", "llama-lora")
+HF_PROJECTORS = ("gaussian", "sjlt", "kronecker")
+
+
+def _hf_model(family: str, size: dict[str, int]) -> torch.nn.Module:
+    from direct_opt.extract.hf_tiny import tiny_causal_lm
+
+    return tiny_causal_lm(family.replace("-lora", ""), vocab=size["vocab"], hidden=size["hidden"],
+                          layers=size["layers"], heads=size["heads"], max_len=2 * size["seq"],
+                          lora=family.endswith("-lora"))
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def hf_cell(family: str, projector: str, size: dict[str, int], device: torch.device, reps: int) -> dict[str, Any]:
+    """One (family, projector) cell, meant for a fresh process: per-sample time of the pool pass and of a
+    plain forward+backward of the batch loss (alternated, same batches), peak memory after each."""
+    from direct_opt.extract import hf_causal_lm_loss
+    from direct_opt.extract.hf import pad_collate
+
+    torch.manual_seed(0)
+    model = _hf_model(family, size).to(device)
+    loss_fn = hf_causal_lm_loss()
+    g = torch.Generator().manual_seed(1)
+    bs, seq = size["batch"], size["seq"]
+    batches = [to_device(pad_collate([{"input_ids": torch.randint(1, size["vocab"], (seq - (i % 4),), generator=g)}
+                                      for i in range(bs)]), device) for _ in range(reps)]
+    cfg = ExtractConfig(k_sketch=size["k"], projector=projector, batch_size=bs, device=str(device), verbose=False)
+    engine = PerSampleGrad(model, loss_fn, select_params(model, None), device)
+    sk = _make_sketcher(model, loss_fn, engine, cfg, device)
+
+    def fwd_bwd(batch: Any) -> None:
+        loss_fn(model, batch).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    fwd_bwd(batches[0])  # warm-up: one-off library start-up paid by neither side
+    mem_plain = _peak_mib(device)
+    sk.sketch(batches[0], bs, 0, "pool")
+    t_plain, t_ext = [], []
+    for batch in batches:  # alternate batch by batch, so load changes hit both sides alike
+        _sync(device)
+        t0 = time.perf_counter()
+        fwd_bwd(batch)
+        _sync(device)
+        t_plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sk.sketch(batch, bs, 0, "pool")
+        _sync(device)
+        t_ext.append(time.perf_counter() - t0)
+    ratios = sorted(e / p for e, p in zip(t_ext, t_plain))
+    return {"family": family, "projector": projector, "n_selected": engine.dim,
+            "plain_ms_per_sample": 1e3 * sorted(t_plain)[reps // 2] / bs,
+            "extract_ms_per_sample": 1e3 * sorted(t_ext)[reps // 2] / bs,
+            "ratio": ratios[reps // 2], "ratio_range": [ratios[0], ratios[-1]],
+            "peak_mib_plain": mem_plain, "peak_mib_extract": _peak_mib(device),
+            "attention_after": getattr(getattr(model, "config", None), "_attn_implementation", None)}
+
+
+def hf_padding_checks(size: dict[str, int]) -> list[dict[str, Any]]:
+    """Left padding and a DataCollatorWithPadding batch vs the unpadded samples one at a time (max relative
+    difference of the sketches), for each family with gaussian (vmap) and kronecker (hooks)."""
+    from transformers import DataCollatorWithPadding
+
+    from direct_opt.extract import hf_causal_lm_loss
+    from direct_opt.extract.hf_tiny import word_tokenizer
+
+    texts = [" ".join(f"w{(i * 7 + j) % 50}" for j in range(3 + i % 9)) for i in range(8)]
+    tok = word_tokenizer(texts, max_vocab=size["vocab"])
+    feats = [dict(tok(t)) for t in texts]
+    ones = [{"input_ids": torch.tensor(f["input_ids"]), "attention_mask": torch.tensor(f["attention_mask"])}
+            for f in feats]
+    tok.padding_side = "left"
+    left = dict(DataCollatorWithPadding(tok)(feats))
+    tok.padding_side = "right"
+    collated = DataCollatorWithPadding(tok)(feats)  # a BatchEncoding
+    out = []
+    for family in HF_FAMILIES:
+        model = _hf_model(family, size)
+        loss_fn = hf_causal_lm_loss()
+        for projector in ("gaussian", "kronecker"):
+            cfg = ExtractConfig(k_sketch=size["k"], projector=projector, verbose=False)
+            engine = PerSampleGrad(model, loss_fn, select_params(model, None), torch.device("cpu"))
+            sk = _make_sketcher(model, loss_fn, engine, cfg, torch.device("cpu"))
+            ref = torch.cat([sk.sketch(to_device({k: v[None] for k, v in o.items()}, torch.device("cpu")), 1, i,
+                                       "pool")[1] for i, o in enumerate(ones)])
+            row = {"family": family, "projector": projector}
+            for label, batch in (("left", left), ("collator", collated)):
+                z = sk.sketch(to_device(batch, torch.device("cpu")), len(ones), 0, "pool")[1]
+                row[label] = float(((z - ref).norm(dim=1) / ref.norm(dim=1)).max())
+            out.append(row)
+    return out
+
+
+def hf_cli_cell(family: str, projector: str, size: dict[str, int], workdir: str) -> dict[str, Any]:
+    """``direct-opt extract`` on a saved model directory and a JSONL pool: exit code and seconds."""
+    import json as _json
+    from pathlib import Path
+
+    from direct_opt.cli import main as cli_main
+    from direct_opt.extract.hf_tiny import word_tokenizer
+
+    d = Path(workdir) / f"{family}-{projector}"
+    texts = [" ".join(f"w{(i * 7 + j) % 60}" for j in range(size["seq"] - 2 - i % 5)) for i in range(4 * size["batch"])]
+    tok = word_tokenizer(texts, max_vocab=size["vocab"])
+    model = _hf_model(family, size)
+    model.save_pretrained(d / "model")
+    tok.save_pretrained(d / "model")
+    (d / "pool.jsonl").write_text("".join(_json.dumps({"text": t}) + "\n" for t in texts))
+    if family.endswith("-lora"):  # the CLI loads plain transformers directories: LoRA is an API cell only
+        return {"family": family, "projector": projector, "cli": "n/a (adapter directories: API)"}
+    t0 = time.perf_counter()
+    code = cli_main(["extract", "--model", str(d / "model"), "--train", str(d / "pool.jsonl"), "--val",
+                     str(d / "pool.jsonl"), "--out", str(d / "run"), "--projector", projector, "--k-sketch",
+                     str(size["k"]), "--batch-size", str(size["batch"]), "--max-length", str(size["seq"]), "--quiet"])
+    return {"family": family, "projector": projector, "cli": "works" if code == 0 else f"exit {code}",
+            "cli_s": time.perf_counter() - t0}
+
+
+def hf_main(args: argparse.Namespace) -> int:
+    """--hf: the model family x projector table (each cell in a fresh process), padding checks, CLI runs."""
+    import os
+    import subprocess
+    import tempfile
+
+    size = {"vocab": 256, "hidden": 64, "layers": 2, "heads": 4, "seq": 32, "batch": 8, "k": 512}
+    if args.smoke:
+        size = {"vocab": 64, "hidden": 32, "layers": 2, "heads": 2, "seq": 16, "batch": 4, "k": 256}
+    device = args.device or "cpu"
+    reps = 3 if args.smoke else 9
+    print(f"HF models: hidden {size['hidden']}, {size['layers']} layers, vocab {size['vocab']}, seq <= {size['seq']}, "
+          f"batch {size['batch']}, k {size['k']}, device {device}, torch {torch.__version__}, load "
+          f"{os.getloadavg()[0]:.2f} (1-min average at start)", flush=True)
+    cells, failures = [], []
+    for family in HF_FAMILIES:
+        for projector in HF_PROJECTORS:
+            cmd = [sys.executable, __file__, "--hf-cell", f"{family},{projector}", "--device", device,
+                   "--hf-size", json.dumps(size), "--hf-reps", str(reps)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                failures.append(f"{family}/{projector}: {proc.stderr.strip().splitlines()[-1:]}")
+                print(f"  {family:10s} {projector:9s} FAILED {proc.stderr.strip()[-300:]}", flush=True)
+                continue
+            cell = json.loads(proc.stdout.strip().splitlines()[-1])
+            cells.append(cell)
+            print(f"  {family:10s} {projector:9s} extract {cell['extract_ms_per_sample']:8.2f} ms/sample, "
+                  f"fwd+bwd {cell['plain_ms_per_sample']:7.2f} ms/sample, ratio {cell['ratio']:5.2f}x "
+                  f"(batches {cell['ratio_range'][0]:.2f}-{cell['ratio_range'][1]:.2f}), "
+                  f"peak {cell['peak_mib_extract']:.0f} MiB (fwd+bwd {cell['peak_mib_plain']:.0f}), "
+                  f"d={cell['n_selected']}, attention after: {cell['attention_after']}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = [hf_cli_cell(f, p, size, tmp) for f in HF_FAMILIES for p in HF_PROJECTORS]
+    for c in cli:
+        print(f"  CLI {c['family']:10s} {c['projector']:9s} {c['cli']}"
+              + (f" ({c['cli_s']:.1f}s incl. model load)" if "cli_s" in c else ""), flush=True)
+        if c["cli"].startswith("exit"):
+            failures.append(f"CLI {c['family']}/{c['projector']}: {c['cli']}")
+    checks = hf_padding_checks(size)
+    for c in checks:
+        print(f"  padding {c['family']:10s} {c['projector']:9s} left-padded vs unpadded {c['left']:.1e}, "
+              f"collator vs unpadded {c['collator']:.1e} (max relative sketch difference)", flush=True)
+        if not (c["left"] < 1e-4 and c["collator"] < 1e-4):
+            failures.append(f"padding {c['family']}/{c['projector']}")
+    print(f"load at the end: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"size": size, "device": device, "cells": cells, "cli": cli, "padding": checks,
+                       "failures": failures}, fh, indent=1)
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hf", action="store_true", help="Hugging Face families x projectors table (see hf_main)")
+    ap.add_argument("--hf-cell", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--hf-size", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--hf-reps", type=int, default=4, help=argparse.SUPPRESS)
     ap.add_argument("--device", default=None, help="cpu (default) or cuda (default with --gpt2)")
     ap.add_argument("--gpt2", action="store_true", help="GPT-2-small-sized model, seq 128, k 2048, all params")
     ap.add_argument("--smoke", action="store_true", help="with --gpt2: 2x64 layers, vocab 4096 (code-path check)")
@@ -191,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.hf_cell:
+        family, projector = args.hf_cell.split(",")
+        cell = hf_cell(family, projector, json.loads(args.hf_size), torch.device(args.device or "cpu"), args.hf_reps)
+        print(json.dumps(cell))
+        return 0
+    if args.hf:
+        return hf_main(args)
     device = torch.device(args.device or ("cuda" if args.gpt2 and not args.smoke else "cpu"))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if "paper" not in modes:

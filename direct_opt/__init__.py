@@ -7,6 +7,7 @@ from .constraints import (
     LinearConstraint,
     MustExclude,
     MustInclude,
+    TokenBudget,
     WeightBudget,
 )
 from .errors import UnsupportedConstraintError
@@ -28,6 +29,7 @@ __all__ = [
     "MustInclude",
     "SelectionProblem",
     "SelectionResult",
+    "TokenBudget",
     "UnsupportedConstraintError",
     "WeightBudget",
     "available_backends",

@@ -3,6 +3,7 @@
     direct-opt backends
     direct-opt solve --stats DIR -k K [--tau-rel 0.1 | --tau T] [--backend NAME] [--out selection.json]
     direct-opt compare --stats DIR -k K [--backends a,b] [--plot out.png]
+    direct-opt select --stats DIR -k K [--selector direct] [--write-back rows.jsonl --data pool.jsonl]
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .defaults import TAU_REL
 
 # subcommand -> module providing add_parser(subparsers) and run(args) -> int
 SUBCOMMANDS = {
@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "demo": "direct_opt.demo",
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
+    "select": "direct_opt.selectors.cli",
     "schedule": "direct_opt.schedule.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
@@ -84,13 +85,13 @@ def check_number(value: Any, flag: str, *, minimum: float | None = None, above: 
 
 
 def check_input_path(path: Any, flag: str, *, kind: str = "file") -> Path:
-    """UsageError unless ``path`` names an existing readable file (``kind="file"``) or directory
-    (``kind="dir"``); NUL bytes and empty names included."""
+    """UsageError unless ``path`` names an existing readable file (``kind="file"``), directory
+    (``kind="dir"``) or either (``kind="any"``); NUL bytes and empty names included."""
     import os
 
     text = "" if path is None else str(path)
     if not text.strip():
-        raise UsageError(f"{flag} is empty; give a {'file' if kind == 'file' else 'directory'} path")
+        raise UsageError(f"{flag} is empty; give a {'directory' if kind == 'dir' else 'file'} path")
     if "\x00" in text:
         raise UsageError(f"{flag} {text!r} contains a NUL byte")
     p = Path(text)
@@ -203,8 +204,12 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", required=True, help="stats directory written by GradientStats.save / extract")
     p.add_argument("-k", "--k", dest="k", type=_positive_int, required=True, help="number of samples to select")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--tau-rel", type=_finite_float, default=None, help="budget tau = tau_rel * mean(a) * K (default 0.1)")
+    g.add_argument("--tau-rel", type=_finite_float, default=None,
+                   help="the paper's budget tau = tau_rel * mean(a) * K (paper: 0.1; may admit no selection)")
     g.add_argument("--tau", type=_finite_float, default=None, help="absolute stiff budget")
+    g.add_argument("--budget-frac", type=_finite_float, default=None,
+                   help="default budget tau = tau_min + FRAC * (mean(a) K - tau_min), tau_min = cost of the "
+                        "cheapest K samples: always feasible (default 0.1)")
     p.add_argument("--mmap", action="store_true", help="memory-map the stats instead of reading them into RAM")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the SHA-256 check of the stats files against their manifest (trusted files only)")
@@ -220,21 +225,26 @@ def load_problem(args: argparse.Namespace):
     from .stats import GradientStats
 
     stats = GradientStats.load(args.stats, mmap=args.mmap, verify=not getattr(args, "no_verify", False))
-    tau_rel = TAU_REL if (args.tau is None and args.tau_rel is None) else args.tau_rel
-    return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=tau_rel, tau=args.tau)
+    from .problem import DEFAULT_BUDGET_FRAC
+
+    frac = DEFAULT_BUDGET_FRAC if getattr(args, "budget_frac", None) is None else args.budget_frac
+    return stats, SelectionProblem.from_stats(stats, k=args.k, tau_rel=args.tau_rel, tau=args.tau, budget_frac=frac)
 
 
 def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str, Any]:
     """Everything needed to audit and reproduce a selection."""
+    params = {
+        "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
+        "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
+        "local_search": not getattr(args, "no_local_search", False),
+        "device": getattr(args, "device", None),
+    }
+    if getattr(problem, "budget_frac", None) is not None:  # the default budget (no --tau / --tau-rel)
+        params["budget_frac"] = problem.budget_frac
     return {
         "direct_opt_version": __version__,
         "backend": res.backend,
-        "parameters": {
-            "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
-            "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
-            "local_search": not getattr(args, "no_local_search", False),
-            "device": getattr(args, "device", None),
-        },
+        "parameters": params,
         "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
                   "checksums_verified": bool(getattr(stats, "checksums_verified", False))},
         "environment": _environment(),
@@ -301,16 +311,26 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
                 time_limit=args.time_limit, device=args.device, **kw)
     log = sys.stderr if args.out == STDOUT else sys.stdout  # `--out -`: stdout holds the JSON only
-    if args.out is not None:  # the file first: a closed stdout must not cost the result
-        write_output(args.out if args.out == STDOUT else Path(args.out),
-                     json.dumps(selection_record(res, stats, problem, args), indent=1))
+    infeasible = res.status == "infeasible"
+    path = None
+    if args.out is not None and not (infeasible and args.out == STDOUT):  # the file first: a closed stdout
+        # must not cost the result. An infeasible solve writes its status record beside --out, never
+        # something at --out that a pipeline could take for a selection.
+        path = args.out if args.out == STDOUT else (status_path(args.out) if infeasible else Path(args.out))
+        write_output(path, json.dumps(selection_record(res, stats, problem, args), indent=1))
     print(res.summary(), file=log)
-    if args.out is not None and args.out != STDOUT:
-        print(f"selection written to {args.out}", file=log)
-    if res.status == "infeasible":
+    if path is not None and path != STDOUT:
+        print(f"{'status (no selection)' if infeasible else 'selection'} written to {path}", file=log)
+    if infeasible:
         print(f"direct-opt: error: {one_line(res.message)}", file=sys.stderr)
         return 1
     return 0
+
+
+def status_path(out: str | Path) -> Path:
+    """Where an infeasible solve records its status: ``sel.json`` -> ``sel.infeasible.json``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.infeasible{out.suffix or '.json'}")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

@@ -253,6 +253,23 @@ class WeightBudget(LinearRowsConstraint):
             raise ShapeMismatchError(f"{self.name}: {self.A.shape[1]} weights for a pool of N={n}.")
 
 
+class TokenBudget(WeightBudget):
+    """Total tokens of the selection within bounds: ``sum_i w_i t_i <= max_tokens``.
+
+    ``tokens`` is a :class:`~direct_opt.stats.GradientStats` carrying ``token_counts`` (as
+    ``direct_opt.extract`` writes them) or an (N,) array of token counts.
+    """
+
+    def __init__(self, tokens: Any, max_tokens: float | None = None, min_tokens: float | None = None,
+                 name: str = "token budget") -> None:
+        counts = getattr(tokens, "token_counts", tokens) if not isinstance(tokens, np.ndarray) else tokens
+        if counts is None:
+            raise InvalidInputError(
+                f"{name}: these stats carry no token_counts (extracted before they were recorded, or from "
+                "non-token samples); re-extract, or pass the (N,) token counts instead of the stats.")
+        super().__init__(counts, max_total=max_tokens, min_total=min_tokens, name=name)
+
+
 # ----------------------------------------------------------------------- bounds
 
 

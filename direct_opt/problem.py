@@ -15,13 +15,33 @@ from typing import Any, Iterable
 import numpy as np
 
 from .constraints import Constraint, LinearRows
-from .defaults import TAU_REL
+from .defaults import BUDGET_FRAC
 from .errors import InvalidParameterError, ShapeMismatchError, UnsupportedConstraintError
 from .linop import ColumnOperator, _is_torch
 from .stats import GradientStats, as_float_array, check_finite, real_scalar
 from .tolerance import RTOL, excess
 
 FORMS = {"convex": 1.0, "concave": -0.5}
+#: default budget: this fraction of the way from the cheapest K-subset's cost to a random one's
+DEFAULT_BUDGET_FRAC = BUDGET_FRAC
+
+
+def feasible_budget(a: np.ndarray, k: int, frac: float = DEFAULT_BUDGET_FRAC, tau_min: float | None = None) -> float:
+    """The default stiff budget tau = tau_min + frac * max(0, mean(a) K - tau_min).
+
+    tau_min is the smallest budget any K-subset meets (the K smallest costs; pass it when
+    fixings change it), mean(a) K the expected cost of a random K-subset. frac in [0, 1]:
+    0 admits only the cheapest subsets, 1 the cost of an average one. tau >= tau_min, so the
+    budget always admits a selection; when tau_min is negligible it is the paper's
+    tau_rel * mean(a) * K with tau_rel = frac.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    frac = real_scalar("budget_frac", frac)
+    if not 0.0 <= frac <= 1.0:
+        raise InvalidParameterError(f"budget_frac={frac} must lie in [0, 1] (default {DEFAULT_BUDGET_FRAC}).")
+    if tau_min is None:
+        tau_min = float(np.partition(a, k - 1)[:k].sum())
+    return float(tau_min + frac * max(0.0, float(a.mean()) * k - tau_min))
 
 
 class SelectionProblem:
@@ -112,13 +132,23 @@ class SelectionProblem:
         cls,
         stats: GradientStats,
         k: int,
-        tau_rel: float | None = TAU_REL,
+        tau_rel: float | None = None,
         tau: float | None = None,
+        *,
+        budget_frac: float = DEFAULT_BUDGET_FRAC,
         **kwargs: Any,
     ) -> "SelectionProblem":
-        """Build from GradientStats with tau = tau_rel * mean(a) * K (or an absolute ``tau``)."""
+        """Build from GradientStats with the stiff budget
+
+        * ``tau``: absolute; else
+        * ``tau_rel``: the paper's tau = tau_rel * mean(a) * K (0.1 in the paper; may admit no
+          K-subset when the cheapest K cost more); else
+        * the default, always feasible: tau = tau_min + budget_frac * (mean(a) K - tau_min),
+          tau_min = the cheapest K-subset's cost under the fixings (see :func:`feasible_budget`).
+        """
         if not isinstance(stats, GradientStats):
             raise InvalidParameterError(f"from_stats expects GradientStats, got {type(stats).__name__}.")
+        feasible_default = tau is None and tau_rel is None
         if tau is None and tau_rel is not None:
             tau_rel = real_scalar("tau_rel", tau_rel, finite=False)
             if not np.isfinite(tau_rel) or tau_rel <= 0:
@@ -129,7 +159,11 @@ class SelectionProblem:
             stats._validate_values()
             stats.validate = True
         prob = cls(stats.G_flat, stats.a_stiff, k, tau, validate=False, **kwargs)
+        if feasible_default:
+            tau_min = prob.min_budget()
+            prob.tau = feasible_budget(prob.a, prob.k, budget_frac, tau_min if np.isfinite(tau_min) else None)
         prob.tau_rel = tau_rel if tau is not None else None
+        prob.budget_frac = budget_frac if feasible_default else None
         prob.stats = stats
         return prob
 

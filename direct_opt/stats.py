@@ -36,10 +36,13 @@ from .errors import (
 from .output import _UMASK, atomic_file, write_error, write_text_atomic  # noqa: F401 - write_error re-exported
 
 FORMAT_NAME = "direct_opt.gradient_stats"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added sample_ids / token_counts; version 1 directories still load
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 # Optional (N,) / (k,) / (k*, N) arrays beside the required ones, in save order.
 _OPTIONAL = ("eigvals", "G_stiff", "val_grad", "losses", "grad_norms")
+# Optional per-sample (N,) identity arrays (integers or fixed-width strings, not floats).
+_PER_SAMPLE = ("sample_ids", "token_counts")
 _FLOAT_KINDS = "f"
 _CHUNK = 1 << 16  # columns checked per chunk when validating large (memory-mapped) G
 
@@ -123,6 +126,30 @@ def as_float_array(name: str, x: Any, ndim: int) -> np.ndarray:
     return arr
 
 
+def _per_sample_array(name: str, value: Any, kinds: str, what: str, n: int | None) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in kinds or arr.ndim != 1:
+        raise DtypeError(f"{name} must be a 1-D array of {what}, got {arr.dtype} {arr.shape}.")
+    if n is not None and arr.shape != (n,):
+        raise ShapeMismatchError(f"{name} has shape {arr.shape}; expected one entry per sample ({n},).")
+    return arr
+
+
+def check_sample_arrays(n: int | None, sample_ids: Any, token_counts: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validate per-sample ids (unique integers/strings) and token counts (integers >= 0) of N samples."""
+    ids = tc = None
+    if sample_ids is not None:
+        ids = _per_sample_array("sample_ids", sample_ids, "iuU", "integers or strings", n)
+        uniq, counts = np.unique(ids, return_counts=True)
+        if uniq.size != ids.size:
+            raise InvalidParameterError(f"sample_ids are not unique (e.g. {uniq[counts > 1][0]!r} repeats).")
+    if token_counts is not None:
+        tc = _per_sample_array("token_counts", token_counts, "iu", "integers", n).astype(np.int64)
+        if (tc < 0).any():
+            raise InvalidParameterError("token_counts must be >= 0.")
+    return ids, tc
+
+
 @dataclass
 class GradientStats:
     """Gradient statistics of a candidate pool of N samples.
@@ -136,6 +163,10 @@ class GradientStats:
         val_grad: optional (k,) mean validation gradient in the same eigen-coordinates.
         losses: optional (N,) per-sample losses at the checkpoint.
         grad_norms: optional (N,) per-sample gradient norms (before projection).
+        sample_ids: optional (N,) unique id of each sample (its dataset index or an id column;
+            integers or strings): column i of G describes sample ``sample_ids[i]``.
+        token_counts: optional (N,) integer tokens per sample (e.g. for a token budget,
+            :class:`direct_opt.constraints.TokenBudget`).
         metadata: optional per-sample arrays of length N (ids, group labels, token counts).
         config: JSON-serialisable provenance (extraction config, model fingerprint, ...).
     """
@@ -148,6 +179,8 @@ class GradientStats:
     val_grad: np.ndarray | None = None
     losses: np.ndarray | None = None
     grad_norms: np.ndarray | None = None
+    sample_ids: np.ndarray | None = None
+    token_counts: np.ndarray | None = None
     metadata: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     validate: bool = field(default=True, repr=False)
@@ -159,6 +192,7 @@ class GradientStats:
             val = getattr(self, name)
             if val is not None:
                 setattr(self, name, as_float_array(name, val, 2 if name == "G_stiff" else 1))
+        self._check_per_sample()
         for label in ("metadata", "config"):
             if not isinstance(getattr(self, label) or {}, Mapping):
                 raise InvalidParameterError(f"{label} must be a dict, got {type(getattr(self, label)).__name__}.")
@@ -224,6 +258,10 @@ class GradientStats:
         if self.validate:
             self._validate_values()
 
+    def _check_per_sample(self) -> None:
+        n = int(np.shape(self.G_flat)[1]) if np.ndim(self.G_flat) == 2 else None
+        self.sample_ids, self.token_counts = check_sample_arrays(n, self.sample_ids, self.token_counts)
+
     def _validate_values(self) -> None:
         check_finite("G_flat", self.G_flat)
         check_finite("a_stiff", self.a_stiff)
@@ -263,6 +301,10 @@ class GradientStats:
         """Every stored array by file stem (metadata arrays are prefixed ``meta.``)."""
         out: dict[str, np.ndarray] = {"G_flat": self.G_flat, "a_stiff": self.a_stiff}
         for name in _OPTIONAL:
+            val = getattr(self, name)
+            if val is not None:
+                out[name] = val
+        for name in _PER_SAMPLE:
             val = getattr(self, name)
             if val is not None:
                 out[name] = val
@@ -336,7 +378,7 @@ class GradientStats:
             raise StatsFormatError(f"{d / MANIFEST}: the manifest lists no G_flat/a_stiff arrays.")
         meta = {k[5:]: v for k, v in arrays.items() if k.startswith("meta.")}
         kwargs = {k: v for k, v in arrays.items() if not k.startswith("meta.")}
-        unknown = sorted(set(kwargs) - {"G_flat", "a_stiff", *_OPTIONAL})
+        unknown = sorted(set(kwargs) - {"G_flat", "a_stiff", *_OPTIONAL, *_PER_SAMPLE})
         if unknown:
             raise StatsFormatError(f"{d / MANIFEST}: unknown array name(s) {unknown} in the manifest.")
         try:
@@ -522,9 +564,9 @@ def read_manifest(d: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise StatsFormatError(f"{mpath} does not describe direct_opt gradient stats (format field).")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise StatsFormatError(
-            f"{mpath} has format_version {version!r}; this direct_opt reads version {FORMAT_VERSION}. "
+            f"{mpath} has format_version {version!r}; this direct_opt reads versions {list(READABLE_VERSIONS)}. "
             "Upgrade direct_opt or re-save the stats with this version."
         )
     if not isinstance(manifest.get("arrays"), dict):

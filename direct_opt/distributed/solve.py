@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from ..certificates import certified_ratio, upper_bound
-from ..defaults import TAU_REL
 from ..errors import InvalidParameterError, UnsupportedConstraintError
 from ..linop import ColumnOperator, ReducedOperator
 from ..oracle import DirectPolytope
@@ -89,14 +88,18 @@ class ShardedProblem:
         return cls(G[:, s:e], np.asarray(a[s:e], dtype=np.float64), s, n, int(k), tau, comm)
 
     @classmethod
-    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = TAU_REL, tau: float | None = None
+    def from_stats(cls, path: str, k: int, comm: Comm, tau_rel: float | None = None, tau: float | None = None
                    ) -> "ShardedProblem":
-        """Memory-map a stats directory and keep this rank's block; tau = tau_rel * mean(a) * K."""
+        """Memory-map a stats directory and keep this rank's block; the budget as in
+        :meth:`direct_opt.problem.SelectionProblem.from_stats` (tau, else paper tau_rel, else feasible default)."""
+        from ..problem import feasible_budget
         from ..stats import GradientStats
 
         st = GradientStats.load(path, mmap=True, verify=False)
         if tau is None and tau_rel is not None:
             tau = float(tau_rel) * float(np.mean(st.a_stiff)) * int(k)
+        elif tau is None:
+            tau = feasible_budget(st.a_stiff, int(k))
         return cls.from_arrays(st.G_flat, st.a_stiff, k, tau, comm)
 
     @property

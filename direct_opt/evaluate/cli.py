@@ -2,6 +2,13 @@
 
     direct-opt evaluate --corpus stdlib --quick --seeds 0,1,2 --selectors random,direct,less --out eval/
     direct-opt evaluate --config eval.json [--seeds 0,1]     # flags override the file
+    direct-opt evaluate --hf-model runs/my-model --pool pool.jsonl --val-data val.jsonl --test-data test.jsonl \
+        --selectors less,direct -k 500 --out eval/          # your Hugging Face checkpoint and data
+
+With --hf-model the checkpoint is a model directory (save_pretrained) and the data are files
+in the formats of `direct-opt extract` (--text-field, --max-length); runs anneal with
+HFAnnealer (--engine torch | trainer; --optim-state FILE: an AdamW state_dict saved with
+torch.save, loaded with weights_only=True; without it the optimizer state is reset).
 
 Config file keys (all optional; flags given on the command line win):
 
@@ -36,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "pretrain_steps": None, "lr": 3e-3, "model": {}, "schedule": {"eval_every": 5},
     "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": TAU_REL,
     "overwrite": False, "plot": True, "progress": True,
+    "hf": {"model": None, "pool": None, "val": None, "test": None, "text_field": "text", "max_length": 128,
+           "engine": "torch", "optim_state": None},
 }
 K_FRACTION = 0.1  # default K = 10% of the pool
 
@@ -93,6 +102,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--overwrite", action="store_true", default=None, help="discard finished runs in --out")
     p.add_argument("--no-plot", dest="plot", action="store_false", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    h = p.add_argument_group("your Hugging Face checkpoint and data")
+    h.add_argument("--hf-model", default=None, help="model directory (save_pretrained) or hub id")
+    h.add_argument("--pool", default=None, help="candidate pool file (formats of direct-opt extract)")
+    h.add_argument("--val-data", default=None, help="validation file")
+    h.add_argument("--test-data", default=None, help="held-out test file")
+    h.add_argument("--text-field", default=None, help="text field / column (default text)")
+    h.add_argument("--max-length", type=int, default=None, help="tokens per sample (default 128)")
+    h.add_argument("--engine", choices=["torch", "trainer"], default=None, help="annealing loop (default torch)")
+    h.add_argument("--optim-state", default=None, help="AdamW state_dict at the checkpoint (torch.save file)")
     p.set_defaults(func=run, check=check)
 
 
@@ -135,6 +153,7 @@ def check(args: argparse.Namespace) -> None:
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """DEFAULTS <- config file <- command-line flags."""
     cfg = json.loads(json.dumps(DEFAULTS))
+    given: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
         if not path.is_file():
@@ -172,9 +191,54 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.projector is not None:
         ext["projector"] = args.projector
     cfg["extract"] = ext
+    hf = dict(cfg["hf"])
+    for key, val in (("model", args.hf_model), ("pool", args.pool), ("val", args.val_data), ("test", args.test_data),
+                     ("text_field", args.text_field), ("max_length", args.max_length), ("engine", args.engine),
+                     ("optim_state", args.optim_state)):
+        if val is not None:
+            hf[key] = val
+    cfg["hf"] = hf
+    if hf["model"]:
+        missing = [f"--{n}" for n, key in (("pool", "pool"), ("val-data", "val"), ("test-data", "test")) if not hf[key]]
+        if missing:
+            raise InvalidParameterError(f"--hf-model needs {', '.join(missing)}.")
+        if int(hf["max_length"]) <= 0:
+            raise InvalidParameterError(f"--max-length {hf['max_length']} must be a positive integer.")
+        if not hf["optim_state"] and args.optimizer_state is None and "optimizer_state" not in sched:
+            cfg["schedule"]["optimizer_state"] = "reset"  # a released model comes without its optimizer
+        if "program_tau_rel" not in given:  # real extractions: the always-feasible default budget
+            cfg["program_tau_rel"] = None
     if isinstance(cfg["seeds"], (int, str)):
         cfg["seeds"] = parse_seeds(str(cfg["seeds"]))
     return cfg
+
+
+def run_hf_config(cfg: dict[str, Any]):
+    """The harness on a Hugging Face checkpoint and data files; returns (EvalReport, description)."""
+    import torch
+
+    from ..extract import ExtractConfig, hf_causal_lm_loss
+    from ..extract.hf import load_causal_lm, tokenize_texts
+    from ..extract.inputs import read_rows
+    from .harness import evaluate
+    from .hf_annealer import HFAnnealer
+    from .schedule import AnnealSchedule
+
+    hf = cfg["hf"]
+    texts = {key: read_rows(hf[key], hf["text_field"]).texts for key in ("pool", "val", "test")}  # checked first
+    optim_state = torch.load(hf["optim_state"], weights_only=True) if hf["optim_state"] else None
+    model, tok = load_causal_lm(hf["model"])
+    data = {key: tokenize_texts(tok, t, int(hf["max_length"])).samples for key, t in texts.items()}
+    n = len(data["pool"])
+    k = int(cfg["k"]) if cfg.get("k") else max(1, int(math.ceil(K_FRACTION * n)))
+    annealer = HFAnnealer(model, optim_state=optim_state, engine=hf["engine"], lr=cfg["lr"])
+    out = Path(cfg["out"]) if cfg.get("out") else None
+    report = evaluate(annealer, hf_causal_lm_loss(), data["pool"], data["val"], data["test"], cfg["selectors"], k,
+                      cfg["seeds"], AnnealSchedule.from_dict(cfg["schedule"]),
+                      extract_config=ExtractConfig(**{"verbose": bool(cfg["progress"]), **cfg["extract"]}),
+                      out_dir=out, program_tau_rel=cfg["program_tau_rel"], progress=bool(cfg["progress"]),
+                      plot=bool(cfg["plot"]), overwrite=bool(cfg["overwrite"]), meta={"cli_config": cfg})
+    return report, f"model {hf['model']}, pool {hf['pool']} (N={n})"
 
 
 def run_config(cfg: dict[str, Any], log: Any = print):
@@ -210,10 +274,15 @@ def run_config(cfg: dict[str, Any], log: Any = print):
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     t0 = time.perf_counter()
-    report, setup = run_config(cfg)
-    print()
-    print(f"corpus {cfg['corpus']} (target {setup.target_group}), pool N={setup.corpus.pool.shape[0]}, "
-          f"K={report.config['k']}, seeds {report.seeds}")
+    if cfg["hf"]["model"]:
+        report, desc = run_hf_config(cfg)
+        print()
+        print(f"{desc}, K={report.config['k']}, seeds {report.seeds}")
+    else:
+        report, setup = run_config(cfg)
+        print()
+        print(f"corpus {cfg['corpus']} (target {setup.target_group}), pool N={setup.corpus.pool.shape[0]}, "
+              f"K={report.config['k']}, seeds {report.seeds}")
     print(report.table())
     print()
     print(f"lowest mean test loss: {report.winner}")

@@ -23,7 +23,6 @@ options (a mismatch is an error: use another ``out_dir`` or ``overwrite=True``).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -37,14 +36,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..defaults import TAU_REL
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
 from ..threads import reproducible
-from ..lm.model import GPTConfig, TinyGPT
-from ..lm.train import TrainState, anneal, load_model
 from ..output import write_output
 from ..result import _jsonable
 from ..stats import GradientStats
+from .annealer import (Annealer, Checkpoint, as_annealer, check_row_keys_disjoint, n_rows, short_hash,  # noqa: F401
+                       subset)
 from .report import EvalReport, build_summary
 from .schedule import AnnealSchedule, check_schedule_gain
 from .spec import SelectorSpec, parse_selectors
@@ -53,7 +51,9 @@ REPORT_FORMAT = "direct_opt.eval_report"
 REPORT_VERSION = 1
 RUN_FORMAT = "direct_opt.eval_run"
 #: selectors that work without gradient statistics (everything else triggers extraction)
-DEFAULT_PROGRAM_TAU_REL = TAU_REL
+#: None: the program uses the always-feasible default budget (problem.feasible_budget)
+DEFAULT_PROGRAM_TAU_REL: float | None = None
+BUDGET_OPTIONS = ("tau", "tau_rel", "budget_frac")
 
 
 class DataOverlapError(InvalidInputError):
@@ -64,107 +64,18 @@ class ResumeMismatchError(InvalidInputError):
     """``out_dir`` holds runs made with a different configuration."""
 
 
-# --------------------------------------------------------------------------- checkpoint
-@dataclass
-class Checkpoint:
-    """The annealing start point θ_s: weights, AdamW state, architecture, stable LR, EMA."""
-
-    model_state: dict[str, torch.Tensor]
-    optim_state: dict | None
-    config: GPTConfig
-    lr: float | None = None
-    ema_state: dict[str, torch.Tensor] | None = None
-
-    @classmethod
-    def from_any(cls, model: Any, optim_state: dict | None = None) -> "Checkpoint":
-        """From a :class:`TrainState`, a :class:`Checkpoint`, or a TinyGPT (+ optional optimizer state)."""
-        if isinstance(model, Checkpoint):
-            return model
-        if isinstance(model, TrainState):
-            return cls({k: v.detach().clone() for k, v in model.model_state.items()},
-                       copy.deepcopy(model.optim_state if optim_state is None else optim_state),
-                       model.config, float(model.lr) if model.lr else None,
-                       {k: v.detach().clone() for k, v in model.ema_state.items()} if model.ema_state else None)
-        if isinstance(model, TinyGPT):
-            lr = None
-            if optim_state:
-                lr = float(optim_state.get("param_groups", [{}])[0].get("lr") or 0) or None
-            return cls({k: v.detach().clone() for k, v in model.state_dict().items()},
-                       copy.deepcopy(optim_state), model.config, lr)
-        raise InvalidInputError(
-            f"model must be a direct_opt.lm TrainState (from pretrain) or a TinyGPT, got {type(model).__name__}; "
-            "the harness anneals with direct_opt.lm.train.anneal."
-        )
-
-    def model(self) -> TinyGPT:
-        """A fresh TinyGPT (eval mode) holding the checkpoint weights."""
-        return load_model(self.model_state, self.config)
-
-    def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        _hash_obj(h, {"model": self.model_state, "optim": self.optim_state, "config": self.config.to_dict()})
-        return h.hexdigest()[:16]
-
-
-def _hash_obj(h: "hashlib._Hash", obj: Any) -> None:
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    elif isinstance(obj, np.ndarray):
-        h.update(f"A{obj.shape}{obj.dtype}".encode())
-        h.update(np.ascontiguousarray(obj).tobytes())
-    elif isinstance(obj, Mapping):
-        h.update(b"{")
-        for k in sorted(obj, key=str):
-            h.update(str(k).encode() + b":")
-            _hash_obj(h, obj[k])
-        h.update(b"}")
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"[")
-        for v in obj:
-            _hash_obj(h, v)
-        h.update(b"]")
-    else:
-        h.update(repr(obj).encode())
-
-
+# ----------------------------------------------------------------------------- checks
 def data_fingerprint(x: Any) -> str:
     """Short SHA-256 of a tensor / array / object (used in the resume fingerprint)."""
-    h = hashlib.sha256()
-    _hash_obj(h, x)
-    return h.hexdigest()[:16]
+    return short_hash(x)
 
 
-# ----------------------------------------------------------------------------- checks
-def _as_rows(x: Any, what: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        raise InvalidInputError(f"{what} must be an integer tensor (n, seq_len+1), got {type(x).__name__} "
-                                f"{tuple(getattr(x, 'shape', ()))}.")
-    if x.dtype.is_floating_point or x.dtype == torch.bool:
-        raise InvalidInputError(f"{what} must hold integer token/byte ids, got dtype {x.dtype}.")
-    if x.shape[0] == 0:
-        raise InvalidInputError(f"{what} is empty; pass at least one row.")
-    return x.long()
-
-
-def _row_set(x: torch.Tensor) -> set[bytes]:
-    arr = np.ascontiguousarray(x.numpy().astype(np.int64))
-    return {r.tobytes() for r in arr}
-
-
-def check_disjoint(test: torch.Tensor, other: torch.Tensor, test_name: str, other_name: str) -> None:
-    """Raise DataOverlapError if any row of ``test`` equals (exactly) a row of ``other``."""
-    if test.shape[1] != other.shape[1]:
-        return
-    other_rows = _row_set(other)
-    arr = np.ascontiguousarray(test.numpy().astype(np.int64))
-    hits = [i for i, r in enumerate(arr) if r.tobytes() in other_rows]
+def check_disjoint(test: Any, other: Any, test_name: str, other_name: str) -> None:
+    """Raise DataOverlapError if any row / sample of ``test`` equals (exactly) one of ``other``."""
+    hits = check_row_keys_disjoint(test, other, test_name, other_name)
     if hits:
         raise DataOverlapError(
-            f"{len(hits)} of {len(arr)} {test_name} rows also occur in {other_name} (first: {test_name} row "
+            f"{len(hits)} of {n_rows(test)} {test_name} rows also occur in {other_name} (first: {test_name} row "
             f"{hits[0]}); held-out loss would be contaminated. Remove them from {test_name} or from {other_name}."
         )
 
@@ -232,7 +143,7 @@ def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> 
 
 
 # ---------------------------------------------------------------------------- harness
-def _program(stats: GradientStats, k: int, tau_rel: float) -> dict[str, Any]:
+def _program(stats: GradientStats, k: int, tau_rel: float | None) -> dict[str, Any]:
     """The DiReCT program at K (used to score every selection on the paper's objective)."""
     from ..certificates import upper_bound
     from ..problem import SelectionProblem
@@ -243,6 +154,13 @@ def _program(stats: GradientStats, k: int, tau_rel: float) -> dict[str, Any]:
     except InfeasibleProblemError:  # no K-subset fits the budget: selections are still scored, no bound
         ub = None
     return {"problem": prob, "upper_bound": ub, "tau": float(prob.tau), "tau_rel": tau_rel}
+
+
+def _program_budget(spec: SelectorSpec, program: dict[str, Any] | None) -> dict[str, Any]:
+    """A ``direct`` selector without its own budget solves the program its selection is scored on."""
+    if spec.fn is not None or spec.name != "direct" or program is None or set(spec.options) & set(BUDGET_OPTIONS):
+        return {}
+    return {"tau_rel": program["tau_rel"]} if program["tau_rel"] is not None else {"tau": program["tau"]}
 
 
 def _program_metrics(prog: dict[str, Any] | None, idx: np.ndarray) -> dict[str, Any] | None:
@@ -268,13 +186,14 @@ def _composition(groups: np.ndarray | None, idx: np.ndarray) -> dict[str, float]
 
 
 def _run_selector(spec: SelectorSpec, *, k: int, stats: GradientStats | None, model: Any, loss_fn: Any,
-                  pool: torch.Tensor, reference: Any, seed: int) -> tuple[np.ndarray, dict[str, Any], float]:
+                  pool: Any, reference: Any, seed: int, extra: Mapping[str, Any] | None = None
+                  ) -> tuple[np.ndarray, dict[str, Any], float]:
     t0 = time.perf_counter()
     if spec.fn is None:
         from ..selectors import select
 
         sel = select(spec.name, k=k, stats=stats, model=model, loss_fn=loss_fn, pool=pool,
-                     reference=reference, seed=seed, **dict(spec.options))
+                     reference=reference, seed=seed, **dict(spec.options), **dict(extra or {}))
         return np.asarray(sel.indices, dtype=np.int64), dict(sel.diagnostics), float(sel.time_s)
     out = spec.fn(k=k, stats=stats, model=model, loss_fn=loss_fn, pool=pool, reference=reference, seed=seed,
                   **dict(spec.options))
@@ -284,11 +203,54 @@ def _run_selector(spec: SelectorSpec, *, k: int, stats: GradientStats | None, mo
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
         raise InvalidInputError(f"selector {spec.label!r} returned {idx.shape} {idx.dtype}; expected 1-D integer indices.")
     idx = np.sort(idx.astype(np.int64))
-    n = int(pool.shape[0])
+    n = n_rows(pool)
     if idx.size != k or np.unique(idx).size != k or (idx.size and (idx[0] < 0 or idx[-1] >= n)):
         raise InvalidInputError(f"selector {spec.label!r} must return {k} distinct indices in [0, {n}); "
                                 f"got {idx.size} ({np.unique(idx).size} distinct).")
     return idx, diag, float(getattr(out, "time_s", elapsed))
+
+
+@dataclass
+class EvalData:
+    """The data of an evaluation, in the annealer's form: candidates, validation, held-out test."""
+
+    pool: Any
+    val: Any
+    test: Any
+    groups: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return n_rows(self.pool)
+
+
+@dataclass
+class EvalPlan:
+    """Everything :func:`evaluate` runs on, validated (phase 1); the later phases only read it."""
+
+    annealer: Annealer
+    loss_fn: Callable[..., torch.Tensor]
+    data: EvalData
+    specs: list[SelectorSpec]
+    seeds: list[int]
+    k: int
+    schedule: AnnealSchedule
+    peak_lr: float
+    extract_config: Any
+    stats: GradientStats | None = None
+    reference: Any = None
+    reference_source: str | None = None
+    out: Path | None = None
+    baseline: str | None = "random"
+    target_group: str | None = None
+    program_tau_rel: float = DEFAULT_PROGRAM_TAU_REL
+    eval_batch_size: int = 256
+    level: float = 0.95
+    progress: bool = True
+    plot: bool = True
+    overwrite: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    schedule_gain: dict[str, Any] | None = None
 
 
 @reproducible
@@ -322,15 +284,25 @@ def evaluate(
 ) -> EvalReport:
     """Anneal the same checkpoint on each selector's K samples, for every seed, and compare.
 
+    Runs in phases: :func:`validate` (every input, before any work) → :func:`plan_runs`
+    (configuration fingerprint, finished runs resumed from ``out_dir``) → :func:`extract_phase`
+    (gradient statistics once, when a pending selector needs them) → :func:`anneal_phase`
+    (select + anneal every pending (selector, seed)) → :func:`report_phase`.
+
     Args:
         model: the checkpoint θ_s: a :class:`~direct_opt.lm.TrainState` (weights, AdamW
             state, EMA, stable LR) or a :class:`~direct_opt.lm.TinyGPT` (then pass
-            ``optim_state`` or use ``schedule.optimizer_state="reset"``).
+            ``optim_state`` or use ``schedule.optimizer_state="reset"``); a Hugging Face
+            causal LM (any torch model whose forward takes ``labels`` and returns ``.loss``:
+            annealed by :class:`~direct_opt.evaluate.hf_annealer.HFAnnealer`); or any
+            :class:`~direct_opt.evaluate.annealer.Annealer`.
         loss_fn: ``loss_fn(model, batch) -> (B,)`` per-sample losses (extraction and the
-            loss-based selectors; annealing itself uses next-byte cross-entropy).
-        pool: (N, L) integer rows, the candidates.
-        val: (M, L) validation rows (curvature / targeting for the selectors; val curve).
-        test: (T, L) held-out rows (must share no row with pool or val).
+            loss-based selectors; e.g. ``hf_causal_lm_loss()`` for a Hugging Face model;
+            annealing itself uses the annealer's loss).
+        pool: the candidates: (N, L) integer rows for TinyGPT; a sequence of token dicts
+            (``input_ids``, optional ``attention_mask``) for a Hugging Face model.
+        val: validation data, same form (curvature / targeting for the selectors; val curve).
+        test: held-out data, same form (must share no row with pool or val).
         selectors: names, ``"name:key=value,..."`` strings, dicts, :class:`SelectorSpec`
             or callables (see :mod:`direct_opt.evaluate.spec`).
         k: K, samples per selection (1 <= K <= N).
@@ -340,16 +312,19 @@ def evaluate(
         extract_config: :class:`~direct_opt.extract.ExtractConfig` for the ONE extraction
             (default: sjlt, k_sketch=512, batch 32); its ``out_dir`` defaults to
             ``out_dir/extract`` so extraction resumes too.
-        reference: reference model for ``excess-loss``; None → the checkpoint's EMA when
-            ``model`` is a TrainState.
+        reference: reference model for ``excess-loss``; None → the annealer's (the
+            checkpoint's EMA when ``model`` is a TrainState).
         pool_groups: (N,) group label per pool row (e.g. ``clean:docstrings``,
             ``degraded:random``) → composition of each selection.
         target_group: the group the validation/test data come from (reported as a column).
         out_dir: where runs, ``results.json``, ``table.md`` and ``eval.png`` go (None: memory only).
         baseline: selector label the paired differences are taken against; added to the
             selectors when missing (None: no differences).
+        optim_state: the optimizer state at the checkpoint when ``model`` is a bare model.
         stats: precomputed GradientStats of ``pool`` at this checkpoint (skips extraction).
-        program_tau_rel: τ_rel of the DiReCT program every selection is scored on.
+        program_tau_rel: τ_rel (paper's budget) of the DiReCT program every selection is scored
+            on; None: the always-feasible default budget. A ``direct`` selector without a budget
+            option of its own solves this same program.
         level: confidence level of the paired t-intervals.
         progress: tqdm bars. plot: write ``eval.png`` (needs out_dir).
         overwrite: discard finished runs in ``out_dir`` instead of resuming.
@@ -363,28 +338,44 @@ def evaluate(
         InvalidParameterError (K, seeds, schedule), UnknownNameError (selector names),
         DataOverlapError (test rows in pool/val), ResumeMismatchError (out_dir from another config).
     """
-    # ---------------------------------------------------------------- validate inputs
+    plan = validate(model, loss_fn, pool, val, test, selectors, k, seeds, schedule, extract_config=extract_config,
+                    reference=reference, pool_groups=pool_groups, target_group=target_group, out_dir=out_dir,
+                    baseline=baseline, optim_state=optim_state, stats=stats, program_tau_rel=program_tau_rel,
+                    eval_batch_size=eval_batch_size, level=level, progress=progress, plot=plot, overwrite=overwrite,
+                    meta=meta, schedule_gain=schedule_gain)
+    core, records, pending = plan_runs(plan)
+    stats_info, program = extract_phase(plan, pending)
+    anneal_phase(plan, core, pending, records, program)
+    return report_phase(plan, core, records, stats_info)
+
+
+def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: Any, test: Any,
+             selectors: Sequence[Any], k: int, seeds: Sequence[int],
+             schedule: AnnealSchedule | Mapping[str, Any] | None = None, *, extract_config: Any = None,
+             reference: Any = None, pool_groups: Any = None, optim_state: dict | None = None,
+             out_dir: str | Path | None = None, baseline: str | None = "random", meta: Mapping[str, Any] | None = None,
+             **settings: Any) -> EvalPlan:
+    """Phase 1: check every input of :func:`evaluate` (same arguments) and return the :class:`EvalPlan`."""
     seeds = _check_seeds(seeds)
     specs = parse_selectors(selectors)
     if baseline is not None and baseline not in [s.label for s in specs]:
         specs = [*specs, parse_selectors([baseline])[0]]
     _check_names(specs)
-    pool_t = _as_rows(pool, "pool")
-    val_t = _as_rows(val, "val")
-    test_t = _as_rows(test, "test")
-    n = int(pool_t.shape[0])
+    annealer = as_annealer(model, optim_state)
+    data = EvalData(annealer.check_data(pool, "pool"), annealer.check_data(val, "val"),
+                    annealer.check_data(test, "test"))
+    n = data.n
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise InvalidParameterError(f"k={k!r} must be a positive integer (samples per selection).")
     if k > n:
         raise InvalidParameterError(f"k={k} exceeds the pool size N={n}; choose 1 <= k <= {n}.")
-    k = int(k)
-    check_disjoint(test_t, pool_t, "test", "the pool")
-    check_disjoint(test_t, val_t, "test", "the validation set")
-    groups = None
+    check_disjoint(data.test, data.pool, "test", "the pool")
+    check_disjoint(data.test, data.val, "test", "the validation set")
     if pool_groups is not None:
-        groups = np.asarray(pool_groups).astype(str)
-        if groups.shape != (n,):
-            raise InvalidInputError(f"pool_groups has shape {groups.shape}; expected one label per pool row ({n},).")
+        data.groups = np.asarray(pool_groups).astype(str)
+        if data.groups.shape != (n,):
+            raise InvalidInputError(f"pool_groups has shape {data.groups.shape}; expected one label per pool row ({n},).")
+    stats = settings.get("stats")
     if stats is not None and stats.n != n:
         raise InvalidInputError(f"stats describe N={stats.n} samples but the pool has {n} rows.")
     if schedule is None:
@@ -393,21 +384,22 @@ def evaluate(
         schedule = AnnealSchedule.from_dict(schedule)
     elif not isinstance(schedule, AnnealSchedule):
         raise InvalidParameterError(f"schedule must be an AnnealSchedule, a dict or None, got {type(schedule).__name__}.")
-    ckpt = Checkpoint.from_any(model, optim_state)
-    if schedule.optimizer_state == "restore" and ckpt.optim_state is None:
+    if schedule.optimizer_state == "restore" and not annealer.has_optimizer_state():
         raise InvalidParameterError("schedule.optimizer_state='restore' needs the optimizer state: pass a TrainState, "
                                     "optim_state=..., or use optimizer_state='reset'.")
-    peak_lr = max(schedule.lrs(k, 1.0)) if schedule.lr_schedule is not None else (schedule.peak_lr or ckpt.lr or 3e-3)
-    schedule_gain = check_schedule_gain(schedule_gain)
+    peak_lr = (max(schedule.lrs(int(k), 1.0)) if schedule.lr_schedule is not None
+               else (schedule.peak_lr or annealer.default_lr() or 3e-3))
+    schedule_gain = check_schedule_gain(settings.pop("schedule_gain", None))
     ref_desc = "given" if reference is not None else None
-    if reference is None and ckpt.ema_state is not None:
-        reference = load_model(ckpt.ema_state, ckpt.config)
-        ref_desc = "checkpoint EMA"
+    if reference is None:
+        reference = annealer.reference()
+        ref_desc = "checkpoint EMA" if reference is not None else None
     if reference is None and any(s.name == "excess-loss" for s in specs):
         raise InvalidInputError(
             "selector 'excess-loss' needs a reference model θ_ref (the model given has no EMA); pass "
             "reference=<model>, or a TrainState from direct_opt.lm.pretrain (its EMA is used), or drop 'excess-loss'."
         )
+    progress = settings.get("progress", True)
     if extract_config is None:
         from ..extract import ExtractConfig
 
@@ -415,29 +407,35 @@ def evaluate(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and extract_config.out_dir is None and stats is None:
         extract_config = dataclasses.replace(extract_config, out_dir=str(out / "extract"))
+    return EvalPlan(annealer=annealer, loss_fn=loss_fn, data=data, specs=specs, seeds=seeds, k=int(k),
+                    schedule=schedule, peak_lr=peak_lr, extract_config=extract_config, reference=reference,
+                    reference_source=ref_desc, out=out, baseline=baseline, meta=dict(meta or {}),
+                    schedule_gain=schedule_gain, **settings)
 
-    # ------------------------------------------------------------- configuration
-    n_steps = schedule.n_steps(k)
+
+def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]], list[tuple[SelectorSpec, int]]]:
+    """Phase 2: the configuration fingerprint ``core`` (written to ``out/config.json``), the
+    finished runs found in ``out/runs`` (checked against it) and the pending (selector, seed) runs."""
+    d, stats, out = plan.data, plan.stats, plan.out
     core = {
-        "checkpoint": ckpt.fingerprint(),
-        "model_config": ckpt.config.to_dict(),
-        "data": {"pool": data_fingerprint(pool_t), "val": data_fingerprint(val_t), "test": data_fingerprint(test_t),
-                 "pool_groups": None if groups is None else data_fingerprint(groups),
-                 "n_pool": n, "n_val": int(val_t.shape[0]), "n_test": int(test_t.shape[0])},
-        "k": k,
-        "schedule": {**schedule.to_dict(), "peak_lr_used": peak_lr, "n_steps": n_steps},
-        "extract": None if stats is not None else extract_config.identity(),
+        **plan.annealer.fingerprint(),
+        "data": {"pool": data_fingerprint(d.pool), "val": data_fingerprint(d.val), "test": data_fingerprint(d.test),
+                 "pool_groups": None if d.groups is None else data_fingerprint(d.groups),
+                 "n_pool": d.n, "n_val": n_rows(d.val), "n_test": n_rows(d.test)},
+        "k": plan.k,
+        "schedule": {**plan.schedule.to_dict(), "peak_lr_used": plan.peak_lr, "n_steps": plan.schedule.n_steps(plan.k)},
+        "extract": None if stats is not None else plan.extract_config.identity(),
         "stats": None if stats is None else stats.checksum(),
-        "reference": None if reference is None else {"source": ref_desc,
-                                                      "fingerprint": data_fingerprint(reference.state_dict())},
-        "program_tau_rel": program_tau_rel,
-        "eval_batch_size": eval_batch_size,
+        "reference": None if plan.reference is None else {"source": plan.reference_source,
+                                                           "fingerprint": data_fingerprint(plan.reference.state_dict())},
+        "program_tau_rel": plan.program_tau_rel,
+        "eval_batch_size": plan.eval_batch_size,
     }
     runs_dir = out / "runs" if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         cfg_path = out / "config.json"
-        if cfg_path.exists() and not overwrite:
+        if cfg_path.exists() and not plan.overwrite:
             old = json.loads(cfg_path.read_text()).get("core", {})
             diff = _diff_keys(old, _jsonable(core))
             if diff:
@@ -446,15 +444,13 @@ def evaluate(
                     "use another out_dir or pass overwrite=True / --overwrite."
                 )
         write_json_atomic(cfg_path, {"format": "direct_opt.eval_config", "core": core})
-
-    # ----------------------------------------------------------------------- runs
     records: dict[tuple[str, int], dict[str, Any]] = {}
     pending: list[tuple[SelectorSpec, int]] = []
-    for spec in specs:
-        for seed in seeds:
+    for spec in plan.specs:
+        for seed in plan.seeds:
             fp = _run_fingerprint(core, spec, seed)
             path = runs_dir / f"{spec.file_stem}__seed{seed}.json" if runs_dir is not None else None
-            if path is not None and path.exists() and not overwrite:
+            if path is not None and path.exists() and not plan.overwrite:
                 rec = json.loads(path.read_text())
                 if rec.get("fingerprint") != fp:
                     raise ResumeMismatchError(
@@ -464,54 +460,66 @@ def evaluate(
                 records[(spec.label, seed)] = rec
             else:
                 pending.append((spec, seed))
+    return core, records, pending
 
-    stats_info: dict[str, Any] | None = None
-    program = None
+
+def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
+                  ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Phase 3: gradient statistics (once, when a pending selector needs them; stored in
+    ``plan.stats``) and the DiReCT program every selection is scored on."""
     extract_time = 0.0
-    if stats is None and any(_needs_stats(s) for s, _ in pending):
+    if plan.stats is None and any(_needs_stats(s) for s, _ in pending):
         from ..extract import extract_stats
 
         t0 = time.perf_counter()
-        stats = extract_stats(ckpt.model(), loss_fn, pool_t, val_t, extract_config)
+        plan.stats = extract_stats(plan.annealer.model(), plan.loss_fn, plan.data.pool, plan.data.val,
+                                   plan.extract_config)
         extract_time = time.perf_counter() - t0
-    if stats is not None:
-        stats_info = {"n": stats.n, "r": stats.r, "k_star": stats.k_star,
-                      "k": None if stats.eigvals is None else int(len(stats.eigvals)),
-                      "extract_time_s": extract_time, "checksum": stats.checksum()}
-        program = _program(stats, k, program_tau_rel)
+    stats = plan.stats
+    if stats is None:
+        return None, None
+    info = {"n": stats.n, "r": stats.r, "k_star": stats.k_star,
+            "k": None if stats.eigvals is None else int(len(stats.eigvals)),
+            "extract_time_s": extract_time, "checksum": stats.checksum()}
+    return info, _program(stats, plan.k, plan.program_tau_rel)
 
-    bar = tqdm(total=len(specs) * len(seeds), initial=len(records), desc="evaluate", unit="run",
-               disable=not progress, dynamic_ncols=True)
+
+def anneal_phase(plan: EvalPlan, core: Mapping[str, Any], pending: Sequence[tuple[SelectorSpec, int]],
+                 records: dict[tuple[str, int], dict[str, Any]], program: dict[str, Any] | None) -> None:
+    """Phase 4: select and anneal every pending run (each written to ``out/runs`` when done)."""
+    runs_dir = plan.out / "runs" if plan.out is not None else None
+    bar = tqdm(total=len(plan.specs) * len(plan.seeds), initial=len(records), desc="evaluate", unit="run",
+               disable=not plan.progress, dynamic_ncols=True)
     try:
         for spec, seed in pending:
             bar.set_postfix_str(f"{spec.label} seed={seed}")
-            rec = _one_run(spec, seed, ckpt=ckpt, loss_fn=loss_fn, pool=pool_t, val=val_t, test=test_t, k=k,
-                           stats=stats, reference=reference,
-                           schedule=schedule, peak_lr=peak_lr, groups=groups, program=program,
-                           eval_batch_size=eval_batch_size)
+            rec = _one_run(plan, spec, seed, program)
             rec["fingerprint"] = _run_fingerprint(core, spec, seed)
-            rec["config_core"] = core
             if runs_dir is not None:
-                write_json_atomic(runs_dir / f"{spec.file_stem}__seed{seed}.json", rec)
+                write_json_atomic(runs_dir / f"{spec.file_stem}__seed{seed}.json", {**rec, "config_core": core})
             records[(spec.label, seed)] = rec
             bar.update(1)
     finally:
         bar.close()
 
-    runs = [records[(s.label, seed)] for s in specs for seed in seeds]
+
+def report_phase(plan: EvalPlan, core: Mapping[str, Any], records: Mapping[tuple[str, int], dict[str, Any]],
+                 stats_info: dict[str, Any] | None) -> EvalReport:
+    """Phase 5: paired differences against the baseline, the report (saved to ``out``)."""
+    runs = [dict(records[(s.label, seed)]) for s in plan.specs for seed in plan.seeds]
     for r in runs:
         r.pop("config_core", None)
-    labels = [s.label for s in specs]
-    summary = build_summary(runs, labels, seeds, baseline, target_group, level)
+    labels = [s.label for s in plan.specs]
+    summary = build_summary(runs, labels, plan.seeds, plan.baseline, plan.target_group, plan.level)
     report = EvalReport(
-        config={"core": core, "selectors": [s.describe() for s in specs], "seeds": seeds, "k": k,
-                "baseline": baseline, "target_group": target_group, "level": level, "meta": dict(meta or {}),
-                "schedule_gain": schedule_gain},
-        runs=runs, labels=labels, seeds=seeds, baseline=baseline, summary=summary, stats_info=stats_info,
-        target_group=target_group, level=level,
+        config={"core": core, "selectors": [s.describe() for s in plan.specs], "seeds": plan.seeds, "k": plan.k,
+                "baseline": plan.baseline, "target_group": plan.target_group, "level": plan.level, "meta": plan.meta,
+                "schedule_gain": plan.schedule_gain},
+        runs=runs, labels=labels, seeds=plan.seeds, baseline=plan.baseline, summary=summary, stats_info=stats_info,
+        target_group=plan.target_group, level=plan.level,
     )
-    if out is not None:
-        report.save(out, plot=plot)
+    if plan.out is not None:
+        report.save(plan.out, plot=plan.plot)
     return report
 
 
@@ -520,31 +528,27 @@ def _run_fingerprint(core: Mapping[str, Any], spec: SelectorSpec, seed: int) -> 
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _one_run(spec: SelectorSpec, seed: int, *, ckpt: Checkpoint, loss_fn: Any, pool: torch.Tensor,
-             val: torch.Tensor, test: torch.Tensor, k: int, stats: GradientStats | None, reference: Any,
-             schedule: AnnealSchedule, peak_lr: float, groups: np.ndarray | None,
-             program: dict[str, Any] | None, eval_batch_size: int) -> dict[str, Any]:
-    model = ckpt.model()  # fresh copy: a selector can never touch the checkpoint
-    idx, diag, sel_time = _run_selector(spec, k=k, stats=stats, model=model, loss_fn=loss_fn, pool=pool,
-                                        reference=reference, seed=seed)
+def _one_run(plan: EvalPlan, spec: SelectorSpec, seed: int, program: dict[str, Any] | None) -> dict[str, Any]:
+    d = plan.data
+    model = plan.annealer.model()  # fresh copy: a selector can never touch the checkpoint
+    idx, diag, sel_time = _run_selector(spec, k=plan.k, stats=plan.stats, model=model, loss_fn=plan.loss_fn,
+                                        pool=d.pool, reference=plan.reference, seed=seed,
+                                        extra=_program_budget(spec, program))
     t0 = time.perf_counter()
-    res = anneal(ckpt.model_state, ckpt.optim_state, pool[torch.from_numpy(idx)], lrs=schedule.lrs(k, peak_lr),
-                 batch_size=schedule.batch_size, seed=seed,
-                 eval_sets={"val": val, "test": test}, eval_every=schedule.eval_every, config=ckpt.config,
-                 optimizer_state=schedule.optimizer_state, grad_clip=schedule.grad_clip,
-                 eval_batch_size=eval_batch_size)
+    res = plan.annealer.anneal(subset(d.pool, idx), schedule=plan.schedule, peak_lr=plan.peak_lr, seed=seed,
+                               eval_sets={"val": d.val, "test": d.test}, eval_batch_size=plan.eval_batch_size)
     anneal_time = time.perf_counter() - t0
     return {
         "format": RUN_FORMAT,
         "label": spec.label,
         "selector": spec.describe(),
         "seed": seed,
-        "k": k,
+        "k": plan.k,
         "indices": [int(i) for i in idx],
         "selection_time_s": sel_time,
         "diagnostics": _trim(diag),
         "program": _program_metrics(program, idx),
-        "composition": _composition(groups, idx),
+        "composition": _composition(d.groups, idx),
         "before": {name: c[0][1] for name, c in res.curves.items()},
         "final": dict(res.final),
         "curves": {name: [[int(s), float(v)] for s, v in c] for name, c in res.curves.items()},

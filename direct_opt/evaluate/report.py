@@ -173,9 +173,14 @@ class EvalReport:
             word = "is not shown to beat" if lower else "did NOT beat"
             extra = f"95% CI [{d['low']:+.4f}, {d['high']:+.4f}] includes 0 (not significant), n={d['n']} seeds"
         return (f"{label} {word} {self.baseline} on held-out {split} loss: mean paired difference "
-                f"{d['mean']:+.4f} nats/byte ({extra}).")
+                f"{d['mean']:+.4f} {self.loss_unit} ({extra}).")
 
     # ------------------------------------------------------------------- table
+    @property
+    def loss_unit(self) -> str:
+        """``nats/byte`` (TinyGPT) or the annealer's unit (``nats/token`` for Hugging Face models)."""
+        return str(self.config.get("core", {}).get("loss_unit", "nats/byte"))
+
     def table(self) -> str:
         """Markdown table: final losses (mean ± sd), paired Δ vs baseline with CI, composition, time."""
         n = len(self.seeds)
@@ -211,7 +216,7 @@ class EvalReport:
         before = "" if first is None else (f" Checkpoint before annealing: test {first['test_before']:.4f}, "
                                            f"val {first['val_before']:.4f}.")
         notes = (
-            f"n = {n} seed(s) {self.seeds}; K = {self.config.get('k')}; losses in nats/byte (lower is better)."
+            f"n = {n} seed(s) {self.seeds}; K = {self.config.get('k')}; losses in {self.loss_unit} (lower is better)."
             f"{before}\nΔ = paired difference (selector − {self.baseline}, same seed), mean with a two-sided "
             f"{int(self.level * 100)}% Student-t interval over the n seeds (n−1 dof); * = interval excludes 0; "
             "negative Δ = lower loss than the baseline."

@@ -1,129 +1,268 @@
-"""``direct-opt extract``: gradient statistics of a Hugging Face causal LM on text/JSONL files.
+"""``direct-opt extract``: gradient statistics of a Hugging Face causal LM on a text dataset.
 
-    direct-opt extract --model gpt2 --train pool.jsonl --val val.txt --out runs/stats1 \
+    direct-opt extract --model gpt2 --train pool.jsonl --val val.txt --out runs/stats1 \\
         --k-sketch 2048 --projector sjlt --batch-size 8 --max-length 128
+    direct-opt extract --config extract.toml          # every option from a TOML file
 
-A ``.jsonl`` file gives one sample per line (field ``--text-field``, default ``text``); any
-other file gives one sample per non-empty line. Needs the [hf] extra (transformers).
-The run directory ``--out`` is resumable: re-run the same command after an interruption.
-Under ``torchrun --nproc-per-node P`` the ranks split the validation and pool batches and
-write into the same ``--out`` (gloo on CPU, NCCL with ``--device cuda``); see docs/scaling.md.
+Inputs (--train/--val): a ``Dataset.save_to_disk`` directory, ``.jsonl``/``.json`` (field
+--text-field), ``.parquet``, or a text file with one sample per line; a sample's index is
+its row / line number from 0 (blank lines are refused, not skipped). --id-field names an id
+column kept as ``stats.sample_ids``. Token counts are stored too (``stats.token_counts``).
+Samples longer than --max-length tokens are cut and counted (--truncation refuse: error).
+The model loads with ``trust_remote_code`` off unless --trust-remote-code is given; sdpa /
+flash attention is switched to eager only inside the per-sample (vmap) pass and restored.
+A --config TOML file holds the same keys as the options (underscores: ``k_sketch = 512``,
+``projector_options = {s = 4}``, ``param_filter = ["model.layers.*"]``); options given on
+the command line win. The run directory --out is resumable: re-run the same command after
+an interruption. Under ``torchrun --nproc-per-node P`` the ranks split the batches and write
+into the same --out; see docs/scaling.md. Needs the [hf] extra (transformers).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from ..errors import ExtractionError, InvalidParameterError
 from .config import DTYPES, ExtractConfig
+
+log = logging.getLogger("direct_opt.extract")
+
+#: every option: key (= TOML key = argparse dest) -> default. The ExtractConfig fields keep
+#: their names (out_dir is --out, param_filter is --params, verbose is --quiet inverted).
+DEFAULTS: dict[str, Any] = {
+    "model": None, "train": None, "val": None, "out_dir": None,
+    "text_field": "text", "id_field": None, "max_length": 128, "truncation": "cut", "reduction": "mean",
+    "model_dtype": None, "attention": None, "trust_remote_code": False, "log_level": "warning",
+    **{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+       for f in dataclasses.fields(ExtractConfig) if f.name not in ("out_dir", "collate_fn")},
+}
+REQUIRED = ("model", "train", "val", "out_dir")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``extract`` subcommand on an argparse ``subparsers`` object."""
     from .curvature import CURVATURES
     from .elbow import ELBOWS
+    from .hf import REDUCTIONS
     from .projector_registry import PROJECTORS
 
     p = subparsers.add_parser(
         "extract", help="compute gradient statistics of a Hugging Face causal LM on a text pool",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # absent options stay absent: the TOML file / defaults fill them
     )
-    p.add_argument("--model", required=True, help="Hugging Face model id or local path")
-    p.add_argument("--train", required=True, help="candidate pool: .jsonl or text file (one sample per line)")
-    p.add_argument("--val", required=True, help="validation set: .jsonl or text file")
-    p.add_argument("--out", required=True, help="run directory (resumable); final stats in OUT/stats")
-    p.add_argument("--text-field", default="text", help="JSONL field holding the text (default: text)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per sample (truncate/pad)")
-    p.add_argument("--k-sketch", type=int, default=2048)
-    p.add_argument("--projector", default="gaussian", choices=sorted(PROJECTORS))
-    p.add_argument("--curvature", default="fisher", choices=sorted(CURVATURES))
-    p.add_argument("--elbow", default="energy", choices=sorted(ELBOWS))
-    p.add_argument("--elbow-energy", type=float, default=0.945)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--params", default=None,
-                   help="comma-separated fnmatch patterns of parameter names to use (default: all)")
-    p.add_argument("--no-store-stiff", action="store_true", help="do not keep the stiff coordinates")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--config", help="TOML file with any of the options below (command-line options win)")
+    p.add_argument("--model", help="Hugging Face model id or local directory (from save_pretrained)")
+    p.add_argument("--train", help="candidate pool: save_to_disk dir, .jsonl/.json, .parquet or text file")
+    p.add_argument("--val", help="validation set (same formats)")
+    p.add_argument("--out", dest="out_dir", help="run directory (resumable); final stats in OUT/stats")
+    p.add_argument("--text-field", help="field/column holding the text (default: text)")
+    p.add_argument("--id-field", help="field/column holding a unique sample id (default: the row index)")
+    p.add_argument("--max-length", type=int, help="max tokens per sample (default 128)")
+    p.add_argument("--truncation", choices=("cut", "refuse"),
+                   help="samples longer than --max-length: cut them (default; counted) or refuse")
+    p.add_argument("--reduction", choices=REDUCTIONS, help="per-sample loss over tokens (default mean)")
+    p.add_argument("--model-dtype", choices=sorted(DTYPES), help="load the weights in this dtype (default: stored)")
+    p.add_argument("--attention", help="attn_implementation to load with (eager, sdpa, ...; default transformers')")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model repository's own code")
+    p.add_argument("--k-sketch", type=int, help="sketch size k (default 2048)")
+    p.add_argument("--projector", choices=sorted(PROJECTORS), help="default gaussian")
+    p.add_argument("--curvature", choices=sorted(CURVATURES), help="default fisher")
+    p.add_argument("--elbow", choices=sorted(ELBOWS), help="default energy")
+    p.add_argument("--elbow-energy", type=float, help="default 0.945")
+    p.add_argument("--batch-size", type=int, help="samples per micro-batch (default 16)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="compute precision (autocast; default float32)")
+    p.add_argument("--device", help="torch device (default cpu)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--lanczos-steps", type=int, help="Lanczos iterations (hessian-lanczos)")
+    p.add_argument("--params", dest="param_filter",
+                   help="comma-separated fnmatch patterns of parameter names (default: the trainable ones)")
+    p.add_argument("--no-store-stiff", dest="store_stiff", action="store_false", help="do not keep the stiff coordinates")
+    p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bars")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="logging level of direct_opt (default warning)")
     p.set_defaults(func=run, check=check)
     return p
 
 
 def check(args: argparse.Namespace) -> None:
-    """The validation pass of ``direct-opt extract``: input files, output directory and numbers,
-    before the model is loaded (the helpers are in :mod:`direct_opt.cli`)."""
-    from ..cli import check_input_path, check_number, check_output
+    """The CLI's validation pass (exit 2 before any work): :func:`resolve_options`, the inputs
+    exist, and the run directory can be written (helpers in :mod:`direct_opt.cli`)."""
+    from ..cli import UsageError, check_input_path, check_output
+    from ..errors import DirectOptError
 
-    check_input_path(args.train, "--train")
-    check_input_path(args.val, "--val")
-    check_output(args, "--out", kind="dir")
-    check_number(args.k_sketch, "--k-sketch", minimum=1, integer=True)
-    check_number(args.batch_size, "--batch-size", minimum=1, integer=True)
-    check_number(args.elbow_energy, "--elbow-energy", above=0.0, maximum=1.0)
-    check_number(args.seed, "--seed", minimum=0, integer=True)
+    try:
+        opts = resolve_options(args)
+    except DirectOptError as exc:
+        raise UsageError(str(exc)) from None
+    check_input_path(opts["train"], "--train", kind="any")
+    check_input_path(opts["val"], "--val", kind="any")
+    check_output(argparse.Namespace(out=opts["out_dir"]), "--out", kind="dir")
+
+
+def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """defaults < --config TOML < command line; every value checked before any work."""
+    opts = dict(DEFAULTS)
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "debug", "config")}
+    if getattr(args, "config", None):
+        opts.update(read_config(args.config))
+    opts.update(given)
+    missing = [k for k in REQUIRED if not opts.get(k)]
+    if missing:
+        flags = ", ".join("--out" if k == "out_dir" else f"--{k}" for k in missing)
+        raise InvalidParameterError(f"missing {flags} (on the command line or in the --config file).")
+    if isinstance(opts["param_filter"], str):
+        opts["param_filter"] = [s.strip() for s in opts["param_filter"].split(",") if s.strip()]
+    for key in ("max_length", "k_sketch", "batch_size"):
+        v = opts[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise InvalidParameterError(f"{key.replace('_', '-')}={v!r} must be a positive integer.")
+    if opts["truncation"] not in ("cut", "refuse"):
+        raise InvalidParameterError(f"truncation={opts['truncation']!r}; choose cut or refuse.")
+    if opts["log_level"] not in LOG_LEVELS:
+        raise InvalidParameterError(f"log_level={opts['log_level']!r}; choose one of {', '.join(LOG_LEVELS)}.")
+    if opts["model_dtype"] is not None and opts["model_dtype"] not in DTYPES:
+        raise InvalidParameterError(f"model_dtype={opts['model_dtype']!r}; choose one of {', '.join(sorted(DTYPES))}.")
+    extract_config(opts).validate()
+    _check_device(str(opts["device"]))
+    _check_model_path(str(opts["model"]))
+    return opts
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The options of a TOML file (keys as in :data:`DEFAULTS`; unknown keys are an error)."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidParameterError(f"--config {path}: no such file.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError(f"--config {path}: not valid TOML ({exc}).") from None
+    if "out" in data and "out_dir" not in data:
+        data["out_dir"] = data.pop("out")
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise InvalidParameterError(f"--config {path}: unknown key(s) {unknown}; known keys: {sorted(DEFAULTS)}.")
+    return data
+
+
+def extract_config(opts: Mapping[str, Any], rank: int = 0) -> ExtractConfig:
+    """The :class:`ExtractConfig` part of the options."""
+    fields = {f.name for f in dataclasses.fields(ExtractConfig)} - {"collate_fn"}
+    kw = {k: opts[k] for k in fields}
+    kw["verbose"] = bool(opts["verbose"]) and rank == 0
+    kw["projector_options"] = dict(opts["projector_options"] or {})
+    if opts["param_filter"]:
+        kw["param_filter"] = _param_filter(list(opts["param_filter"]))
+    return ExtractConfig(**kw)
+
+
+def _param_filter(patterns: list[str]):
+    import fnmatch
+
+    def matches(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    matches.__qualname__ = f"params({','.join(patterns)})"
+    return matches
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InvalidParameterError(f"--device {device!r} is not a torch device ({exc}).") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"--device {device} but CUDA is not available here; use --device cpu.")
+
+
+def _check_model_path(model: str) -> None:
+    looks_local = model.startswith(("/", "./", "../", "~")) or Path(model).exists()
+    path = Path(model).expanduser()
+    if looks_local and not path.is_dir():
+        raise InvalidParameterError(
+            f"--model {model}: no such model directory (a directory written by save_pretrained, or a Hugging "
+            "Face model id such as gpt2).")
 
 
 def read_texts(path: str | Path, text_field: str = "text") -> list[str]:
-    """Samples of a .jsonl file (one object per line) or of a text file (one per non-empty line)."""
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        out = []
-        for no, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            obj = json.loads(line)
-            if text_field not in obj:
-                raise ValueError(f"{path}:{no}: no field {text_field!r} (use --text-field)")
-            out.append(str(obj[text_field]))
-        return out
-    return [ln for ln in lines if ln.strip()]
+    """The texts of one input (see :mod:`direct_opt.extract.inputs`)."""
+    from .inputs import read_rows
 
-
-def _param_filter(spec: str | None):
-    if not spec:
-        return None
-    import fnmatch
-
-    pats = [s.strip() for s in spec.split(",") if s.strip()]
-    return lambda name: any(fnmatch.fnmatchcase(name, p) for p in pats)
+    return read_rows(path, text_field).texts
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``direct-opt extract``; returns the process exit code."""
     from ..errors import DirectOptError
-    from .hf import hf_causal_lm_loss, load_causal_lm, tokenize_texts
-    from .pipeline import extract_stats
 
     rank = 0
     try:
+        opts = resolve_options(args)
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("direct_opt").setLevel(opts["log_level"].upper())
         from ..distributed import init_from_env
 
-        comm = init_from_env("nccl" if args.device.startswith("cuda") else "gloo")
+        comm = init_from_env("nccl" if str(opts["device"]).startswith("cuda") else "gloo")
         rank = comm.rank
-        train_txt = read_texts(args.train, args.text_field)
-        val_txt = read_texts(args.val, args.text_field)
-        model, tok = load_causal_lm(args.model, args.device)
-        cfg = ExtractConfig(
-            k_sketch=args.k_sketch, projector=args.projector, elbow_energy=args.elbow_energy, elbow=args.elbow,
-            param_filter=_param_filter(args.params), batch_size=args.batch_size, dtype=args.dtype,
-            device=args.device, seed=args.seed, curvature=args.curvature, out_dir=args.out,
-            store_stiff=not args.no_store_stiff, verbose=not args.quiet and rank == 0,
-        )
-        stats = extract_stats(model, hf_causal_lm_loss(), tokenize_texts(tok, train_txt, args.max_length),
-                              tokenize_texts(tok, val_txt, args.max_length), cfg, comm=comm)
+        stats, truncated = _extract(opts, comm)
     except ImportError as exc:
         print(f"direct-opt extract: {exc}", file=sys.stderr)
+        return 2
+    except InvalidParameterError as exc:
+        print(f"direct-opt extract: error: {exc}", file=sys.stderr)
         return 2
     except (DirectOptError, OSError, ValueError) as exc:
         print(f"direct-opt extract: error: {exc}", file=sys.stderr)
         return 1
     if rank != 0:
         return 0
-    print(f"wrote {Path(args.out) / 'stats'}: N={stats.n}, k={stats.k_star + stats.r}, k*={stats.k_star}, r={stats.r}")
+    print(f"wrote {Path(opts['out_dir']) / 'stats'}: N={stats.n}, k={stats.k_star + stats.r}, k*={stats.k_star}, "
+          f"r={stats.r}, truncated samples (pool/val)={truncated[0]}/{truncated[1]} at --max-length "
+          f"{opts['max_length']}")
     return 0
+
+
+def _extract(opts: Mapping[str, Any], comm: Any) -> tuple[Any, tuple[int, int]]:
+    """Read the inputs (all checks), then load the model and extract."""
+    from .hf import hf_causal_lm_loss, load_causal_lm, tokenize_texts
+    from .inputs import read_rows
+    from .pipeline import extract_stats
+
+    pool = read_rows(opts["train"], opts["text_field"], opts["id_field"])
+    val = read_rows(opts["val"], opts["text_field"], None)
+    for label, rows in (("--train", pool), ("--val", val)):
+        if not rows.texts:
+            raise ExtractionError(f"{label} {rows.path} holds no samples; pass at least one.")
+        log.info("%s %s: %d samples (%s)", label, rows.path, len(rows.texts), rows.format)
+    model, tok = load_causal_lm(opts["model"], opts["device"], opts["model_dtype"], opts["attention"],
+                                bool(opts["trust_remote_code"]))
+    log.info("loaded %s (%s, attention %s)", opts["model"], type(model).__name__,
+             getattr(getattr(model, "config", None), "_attn_implementation", "?"))
+    pool_tok = tokenize_texts(tok, pool.texts, opts["max_length"])
+    val_tok = tokenize_texts(tok, val.texts, opts["max_length"])
+    for label, rows, t in (("--train", pool, pool_tok), ("--val", val, val_tok)):
+        if t.truncated and opts["truncation"] == "refuse":
+            raise ExtractionError(f"{label} {rows.path}: {t.truncated} samples are longer than --max-length "
+                                  f"{opts['max_length']} tokens; raise --max-length or use --truncation cut.")
+        if t.truncated:
+            log.warning("%s: %d of %d samples cut to %d tokens", label, t.truncated, len(rows.texts),
+                        opts["max_length"])
+        empty = [int(i) for i in (t.token_counts == 0).nonzero()[0][:3]]
+        if empty:
+            raise ExtractionError(f"{label} {rows.path}: samples {empty} have no tokens; drop them.")
+    mean_tokens = float((pool_tok.token_counts - 1).clip(min=1).mean())
+    loss = hf_causal_lm_loss(reduction=opts["reduction"],
+                             mean_tokens=mean_tokens if opts["reduction"] == "token-weighted" else None)
+    cfg = extract_config(opts, comm.rank)
+    stats = extract_stats(model, loss, pool_tok.samples, val_tok.samples, cfg, comm=comm, sample_ids=pool.ids)
+    return stats, (pool_tok.truncated, val_tok.truncated)

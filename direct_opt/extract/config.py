@@ -32,7 +32,8 @@ class ExtractConfig:
         elbow_energy: cumulative-energy threshold of the ``energy`` elbow rule, in (0, 1].
         elbow: elbow rule name (``energy`` or ``log-gap``).
         param_filter: parameters to differentiate: a list of names, a predicate
-            ``name -> bool``, or None for all parameters. The others are constants.
+            ``name -> bool``, or None for the trainable ones (``requires_grad``; a PEFT/LoRA
+            model's adapters; all parameters if none is trainable). The others are constants.
         batch_size: samples per micro-batch B (memory is O(B*d); O(B*k) for kronecker).
         dtype: compute precision: ``float32`` or autocast ``bfloat16``/``float16``.
         device: torch device string; the model is moved there.
@@ -44,8 +45,11 @@ class ExtractConfig:
         projector_options: extra keyword options of the projector (e.g. ``{"s": 4}`` for
             sjlt, ``{"generator": "device"}`` for gaussian, ``{"k_in": 8, "k_out": 8}``).
         lanczos_steps: Lanczos iterations for ``hessian-lanczos`` (None: min(d, 2k + 20)).
-        collate_fn: turns a list of samples into a batch (default:
-            ``torch.utils.data.default_collate``, i.e. stack tensors with a leading B dim).
+        collate_fn: turns a list of samples into a batch (default: token dicts of unequal
+            length are right-padded with ``attention_mask`` 0, everything else is stacked with a
+            leading B dim by ``torch.utils.data.default_collate``). ``transformers`` collators
+            (e.g. ``DataCollatorWithPadding``) work as they are; ``BatchEncoding`` batches are
+            turned into dicts.
         threads: torch CPU threads during the extraction (default 1: the stats are bit-identical
             whatever the machine's core count, see :mod:`direct_opt.threads`; None: torch's
             current setting, faster on many cores but the last bits then depend on it).

@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
-from torch.utils.data import default_collate
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -56,14 +55,25 @@ def iter_batches(
     samples: Sequence[Any], ranges: Sequence[tuple[int, int]], collate: Callable[[list[Any]], Any] | None
 ) -> Iterator[tuple[int, int, int, Any]]:
     """Yield (batch_index, start, stop, collated_batch) for each range."""
-    collate = collate or default_collate
+    collate = collate or default_collate_samples
     for b, (s, e) in enumerate(ranges):
         yield b, s, e, collate([samples[i] for i in range(s, e)])
 
 
+def default_collate_samples(samples: list[Any]) -> Any:
+    """The collate used when ``collate_fn`` is None: token dicts of unequal length are right-padded
+    (:func:`direct_opt.extract.hf.pad_collate`), everything else is ``default_collate``d."""
+    from .hf import collate
+
+    return collate(samples)
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor leaf of a batch to ``device``."""
-    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, batch)
+    """Move every tensor leaf of a batch to ``device``; ``BatchEncoding``/Mapping batches (as
+    ``transformers`` collators return) become plain dicts, which vmap can split."""
+    from .hf import plain_batch
+
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, plain_batch(batch))
 
 
 def data_fingerprint(samples: Sequence[Any]) -> dict[str, Any]:

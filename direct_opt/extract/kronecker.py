@@ -19,9 +19,11 @@ projection by R = (P_out ⊗ P_in)^T, computed from forward/backward activations
 * A parameter used by several such modules (tied token embedding / output head) gets ONE
   pair of factors and ONE block: the contributions of all its uses are summed, exactly as
   its gradient is.
-* ``nn.LayerNorm`` affine parameters: the exact per-sample gradients
-  (sum_t delta_t * xhat_t, sum_t delta_t) come from the same hooks; they are projected by the
-  dense fallback block, so no second ``vmap`` pass is needed for them.
+* ``nn.LayerNorm`` affine parameters and RMSNorm weights (``nn.RMSNorm`` and the
+  ``*RMSNorm`` modules of Hugging Face models such as Llama, y = w * x / rms(x)): the exact
+  per-sample gradients (sum_t delta_t * xhat_t, sum_t delta_t) come from the same hooks; they
+  are projected by the dense fallback block, so no second ``vmap`` pass is needed for them.
+  The first batch checks their batch sums against autograd like the layer blocks.
 
 Parameters outside these modules (and layers excluded by option ``embeddings=False``) fall
 back to per-sample ``vmap`` gradients and the dense Gaussian block. Assumption: each
@@ -86,6 +88,20 @@ def _linear_like(mod: torch.nn.Module) -> tuple[bool, bool]:
     return False, False
 
 
+def _rms_eps(mod: torch.nn.Module) -> float | None:
+    """epsilon of an RMSNorm-like module (torch ``nn.RMSNorm`` or a class named ``*RMSNorm`` with a
+    1-D ``weight`` and a float ``variance_epsilon``/``eps``), else None."""
+    w = getattr(mod, "weight", None)
+    if not isinstance(w, torch.nn.Parameter) or w.ndim != 1:
+        return None
+    if isinstance(mod, getattr(torch.nn, "RMSNorm", ())):
+        return mod.eps if mod.eps is not None else float(torch.finfo(torch.float32).eps)
+    if type(mod).__name__.endswith("RMSNorm"):
+        eps = getattr(mod, "variance_epsilon", getattr(mod, "eps", None))
+        return float(eps) if isinstance(eps, (int, float)) else None
+    return None
+
+
 def _plain_embedding(mod: torch.nn.Module) -> bool:
     return (isinstance(mod, torch.nn.Embedding) and mod.max_norm is None and not mod.scale_grad_by_freq)
 
@@ -118,6 +134,7 @@ class KroneckerProjector:
         # weight name -> (uses, transposed flags, bias); in module order of first use
         found: dict[str, dict[str, Any]] = {}
         norms: list[tuple[str, str | None, str | None]] = []  # (module, weight name, bias name)
+        self._rms: dict[str, float] = {}  # RMSNorm module -> eps
         for mname, mod in model.named_modules():
             w = getattr(mod, "weight", None) if isinstance(getattr(mod, "weight", None), torch.nn.Parameter) else None
             wname = pname.get(id(w)) if w is not None else None
@@ -129,6 +146,12 @@ class KroneckerProjector:
                 bn = bname if bname in selected and owners.get(id(b), 0) == 1 else None
                 if wn or bn:
                     norms.append((mname, wn, bn))
+                continue
+            eps = _rms_eps(mod)
+            if eps is not None:
+                if wname in selected and owners.get(id(w), 0) == 1:
+                    norms.append((mname, wname, None))
+                    self._rms[mname] = eps
                 continue
             is_emb = self.embeddings and _plain_embedding(mod)
             if not (ok or is_emb) or wname is None or wname not in selected:
@@ -242,6 +265,7 @@ class KroneckerProjector:
             with torch.enable_grad():
                 params = dict(engine.params)
                 check = [] if self._verified else [n for l in self.layers for n in (l.weight, l.bias) if n]
+                check += [] if self._verified else [n for _, w, b in self._norms for n in (w, b) if n]
                 for n in check:
                     params[n] = params[n].detach().requires_grad_(True)
                 out = engine._call(engine._batched, params, batch)
@@ -266,10 +290,12 @@ class KroneckerProjector:
             gw = torch.zeros(b, self._sizes[wn] if wn else 0, device=self.device)
             gb = torch.zeros(b, self._sizes[bn] if bn else 0, device=self.device)
             for x, d in records.get(mname, []):
-                nd = len(mod.normalized_shape)
-                dd = d.float().reshape(b, -1, *d.shape[-nd:])
+                shape = tuple(mod.normalized_shape) if mname not in self._rms else tuple(mod.weight.shape)
+                dd = d.float().reshape(b, -1, *d.shape[-len(shape):])
                 if wn:
-                    xhat = F.layer_norm(x.float(), mod.normalized_shape, None, None, mod.eps)
+                    xf = x.float()
+                    xhat = (F.layer_norm(xf, shape, None, None, mod.eps) if mname not in self._rms
+                            else xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self._rms[mname]))
                     gw += (dd * xhat.reshape(dd.shape)).sum(1).reshape(b, -1)
                 if bn:
                     gb += dd.sum(1).reshape(b, -1)
@@ -302,6 +328,20 @@ class KroneckerProjector:
                     f"({', '.join(u.module_name for u in layer.uses)}): batch-sum mismatch {err:.1e}. It is used "
                     "functionally somewhere (e.g. logits = h @ emb.weight.T); make that an nn.Linear whose weight "
                     "is the same Parameter, or set projector_options={'embeddings': False} / narrow param_filter.")
+
+    def _verify_norms(self, norm_grads: dict, batch_grads: dict, dtype_name: str) -> None:
+        """Batch sum of each hooked norm gradient == autograd's, else ExtractionError (an unknown norm variant)."""
+        tol = 1e-3 if dtype_name == "float32" else 5e-2
+        for name, g in norm_grads.items():
+            ref = batch_grads.get(name)
+            ref = torch.zeros_like(g[0]) if ref is None else ref.float().reshape(-1)
+            got = g.sum(0)
+            scale = max(float(ref.norm()), float(got.norm()))
+            if scale > 1e-12 and not float((got - ref).norm()) / scale < tol:
+                raise ExtractionError(
+                    f"kronecker: the hooked gradient of norm parameter {name!r} does not match autograd; its module "
+                    "computes something other than w * x_hat (LayerNorm / RMSNorm). Leave it out of param_filter "
+                    "or use projector 'gaussian'/'sjlt'.")
 
     # ------------------------------------------------------------------ batch
     def _factors(self, layer: _Layer, records: dict, b: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -363,6 +403,7 @@ class KroneckerProjector:
                     sq += 2 * self._gram(u, v)
         if batch_grads:
             self._verify(blocks, batch_grads, engine.dtype_name)
+            self._verify_norms(norm_grads, batch_grads, engine.dtype_name)
         if self.fallback is not None:
             grads: dict[str, torch.Tensor] = dict(norm_grads)
             if self.vmap_names:

@@ -15,12 +15,14 @@ def select_params(
 ) -> list[str]:
     """Names of the parameters to differentiate, in ``model.named_parameters()`` order.
 
-    ``param_filter`` is None (all), a list of exact names, or a predicate ``name -> bool``.
-    Unknown names raise InvalidParameterError; an empty selection raises ExtractionError.
+    ``param_filter`` is None (the trainable parameters, ``requires_grad=True`` — e.g. only the
+    LoRA adapters of a PEFT model; all parameters when none is trainable), a list of exact
+    names, or a predicate ``name -> bool``. Unknown names raise InvalidParameterError; an
+    empty selection raises ExtractionError.
     """
     names = [n for n, _ in model.named_parameters()]
     if param_filter is None:
-        chosen = names
+        chosen = [n for n, p in model.named_parameters() if p.requires_grad] or names
     elif callable(param_filter):
         chosen = [n for n in names if param_filter(n)]
     else:

@@ -16,6 +16,7 @@ from torch.utils._pytree import tree_map
 
 from ..errors import ExtractionError
 from .data import LossFn, single_sample_fn
+from .hf import vmap_attention
 
 Params = dict[str, torch.Tensor]
 
@@ -72,6 +73,7 @@ class PerSampleGrad:
         self.params: Params = {n: all_params[n].detach() for n in self.names}
         self.shapes = {n: tuple(p.shape) for n, p in self.params.items()}
         self.dim = int(sum(p.numel() for p in self.params.values()))
+        self.model = model
         self._batched = _LossModule(model, loss_fn)
         single = single_sample_fn(loss_fn)
         self._single = _LossModule(model, single) if single is not None else None
@@ -101,7 +103,9 @@ class PerSampleGrad:
     def losses_and_grads(self, batch: Any) -> tuple[torch.Tensor, Params]:
         """Per-sample losses (B,) float32 and gradients {name: (B, *shape)} float32."""
         fn = vmap(grad(self._sample_loss, has_aux=True), in_dims=(None, 0), randomness="different")
-        with torch.no_grad():  # torch.func.grad ignores the outer no_grad; no graph for constants
+        # torch.func.grad ignores the outer no_grad (no graph for constants); transformers models
+        # run eager attention here (their sdpa mask code cannot be vmapped), restored after
+        with torch.no_grad(), vmap_attention(self.model):
             grads, losses = fn(self.params, batch)
         return losses.float(), {n: g.float() for n, g in grads.items()}
 

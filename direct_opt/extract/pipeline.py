@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 from .ranks import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
                     read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
-from ..stats import GradientStats
+from ..stats import GradientStats, check_sample_arrays
 from ..threads import fixed_threads
 from .config import ExtractConfig
 from .curvature import CURVATURES, fisher_eigen, lanczos
-from .data import LossFn, batch_ranges, data_fingerprint, iter_batches, to_device
+from .data import LossFn, batch_ranges, data_fingerprint, default_collate_samples, iter_batches, to_device
 from .elbow import choose_k_star
+from .hf import token_counts
 from .params import model_fingerprint, select_params
 from .per_sample import PerSampleGrad
 from .projector_registry import make_projector, projector_input
@@ -129,7 +130,7 @@ class _IdentityProjector(BasisProjector):
 
 def extract_stats(
     model: torch.nn.Module, loss_fn: LossFn, train_samples: Sequence[Any], val_samples: Sequence[Any],
-    cfg: ExtractConfig | None = None, comm: Any = None,
+    cfg: ExtractConfig | None = None, comm: Any = None, *, sample_ids: Sequence[Any] | np.ndarray | None = None,
 ) -> GradientStats:
     """Gradient statistics of a candidate pool at the model's current weights.
 
@@ -145,10 +146,13 @@ def extract_stats(
             environment says WORLD_SIZE > 1), else one process.  Every rank passes the same
             model, data and cfg (``out_dir`` on a shared file system) and gets the same stats,
             identical to a one-process run; see docs/scaling.md.
+        sample_ids: (N,) unique id of each pool sample (integers or strings, e.g. an id column);
+            default: the pool index 0..N-1. Stored as ``stats.sample_ids``.
     Returns:
         GradientStats with G_flat (k-k*, N), a_stiff (N,), eigvals (k,), k_star, G_stiff
         (k*, N) if ``cfg.store_stiff``, val_grad (k,), losses (N,), grad_norms (N,) and a
-        JSON ``config`` (the ExtractConfig, projector, curvature, fingerprints, version).
+        JSON ``config`` (the ExtractConfig, projector, curvature, fingerprints, version),
+        ``sample_ids`` and, for token samples (dicts with ``input_ids``), ``token_counts`` (N,).
     Raises:
         ExtractionError, InvalidParameterError, UnknownNameError, OutputLockedError.
     """
@@ -156,6 +160,9 @@ def extract_stats(
     for label, samples in (("train_samples (the pool)", train_samples), ("val_samples", val_samples)):
         if samples is None or len(samples) == 0:
             raise ExtractionError(f"{label} is empty; pass at least one sample.")
+    ids = np.arange(len(train_samples), dtype=np.int64) if sample_ids is None else sample_ids
+    ids, counts = check_sample_arrays(len(train_samples), ids, token_counts(train_samples))
+    per_sample = {"sample_ids": ids, "token_counts": counts}
     device = torch.device(cfg.device)
     was_training = model.training
     model.to(device)
@@ -174,14 +181,14 @@ def extract_stats(
         check_same_header(header, comm)
         out = make_output_dir(cfg.out_dir, header, comm) if cfg.out_dir else None
         with out if out is not None else contextlib.nullcontext(), fixed_threads(cfg.threads):
-            return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out, comm)
+            return _run(model, loss_fn, engine, train_samples, val_samples, cfg, device, header, out, comm, per_sample)
     finally:
         model.train(was_training)
 
 
 def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: Sequence[Any],
          val: Sequence[Any], cfg: ExtractConfig, device: torch.device, header: dict[str, Any],
-         out: OutputDir | None, comm: Any = None) -> GradientStats:
+         out: OutputDir | None, comm: Any = None, per_sample: dict[str, Any] | None = None) -> GradientStats:
     hessian = not CURVATURES.entry(cfg.curvature).capabilities["sketched"]
     sketcher = None if hessian else _make_sketcher(model, loss_fn, engine, cfg, device)
     saved = out.load_curvature() if out is not None else None
@@ -217,7 +224,7 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
             if kept is not None:
                 rows.append(kept)
                 continue
-            batch = (cfg.collate_fn or _default_collate)([train[i] for i in range(s, e)])
+            batch = (cfg.collate_fn or default_collate_samples)([train[i] for i in range(s, e)])
             loss, z, sq = sketcher.sketch(to_device(batch, device), e - s, s, "pool")
             arr = np.concatenate([loss.numpy()[:, None], sq.numpy()[:, None], z.numpy()], 1).astype(np.float32)
             if out is not None:
@@ -267,6 +274,7 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         losses=table[:, 0].copy(),
         grad_norms=np.sqrt(np.clip(table[:, 1].astype(np.float64), 0, None)).astype(np.float32),
         config=config,
+        **(per_sample or {}),
     )
     if out is not None and (comm is None or comm.rank == 0):
         stats.save(out.path / "stats")
@@ -275,8 +283,3 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         comm.barrier()  # the saved stats exist when any rank returns
     return stats
 
-
-def _default_collate(samples: list[Any]) -> Any:
-    from torch.utils.data import default_collate
-
-    return default_collate(samples)

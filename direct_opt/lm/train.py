@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -89,13 +89,14 @@ class AnnealResult:
 
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: torch.Tensor, lr: float,
-               params: list[nn.Parameter], grad_clip: float | None) -> torch.Tensor:
-    """One optimiser step at learning rate ``lr`` on the mean LM loss of ``batch`` (B, T+1);
-    returns that (detached-able) loss."""
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Any, lr: float,
+               params: list[nn.Parameter], grad_clip: float | None,
+               loss_of: Callable[[nn.Module, Any], Tensor] | None = None) -> torch.Tensor:
+    """One optimiser step at learning rate ``lr`` on the scalar ``loss_of(model, batch)``
+    (default: the mean LM loss of a (B, T+1) batch); returns that (detached-able) loss."""
     for g in opt.param_groups:
         g["lr"] = lr
-    loss = lm_loss(model, batch).mean()
+    loss = lm_loss(model, batch).mean() if loss_of is None else loss_of(model, batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:

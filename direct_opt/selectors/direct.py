@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..constraints import Constraint
-from ..defaults import SOLVER_BACKEND, TAU_REL
+from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
-from ..problem import SelectionProblem
+from ..problem import DEFAULT_BUDGET_FRAC, SelectionProblem
 from ..solvers.base import SOLVE_ARGS
 from .base import Pick, SelectorInputs, register_selector
 
-#: Paper defaults: relative stiff budget tau = 0.1 * mean(a) * K, the exact SCA backend.
-DEFAULT_TAU_REL = TAU_REL
+#: Defaults: the always-feasible stiff budget (problem.feasible_budget; the paper's TAU_REL is an
+#: option), the exact SCA backend.
+DEFAULT_TAU_REL = None
 DEFAULT_BACKEND = SOLVER_BACKEND
 
 
@@ -23,6 +24,7 @@ def direct_selector(
     backend: str = DEFAULT_BACKEND,
     tau_rel: float | None = DEFAULT_TAU_REL,
     tau: float | None = None,
+    budget_frac: float = DEFAULT_BUDGET_FRAC,
     constraints: Iterable[Constraint] = (),
     **solver_options: Any,
 ) -> Pick:
@@ -30,8 +32,11 @@ def direct_selector(
 
     Options:
         backend: a solver backend name (``direct_opt.available_backends()``).
-        tau_rel: tau = tau_rel * mean(a) * K (paper 0.1); ignored when ``tau`` is given.
+        tau_rel: the paper's budget tau = tau_rel * mean(a) * K (paper 0.1; may be infeasible);
+            ignored when ``tau`` is given.
         tau: absolute stiff budget.
+        budget_frac: when neither is given, tau = tau_min + budget_frac * (mean(a) K - tau_min),
+            tau_min the cheapest K-subset's cost: always feasible (default 0.1).
         constraints: extra :class:`~direct_opt.constraints.Constraint` objects.
         **solver_options: passed to :func:`direct_opt.solve` (max_iter, tol, local_search,
             time_limit, backend options); ``seed`` comes from :func:`select`.
@@ -43,7 +48,8 @@ def direct_selector(
         raise inp.missing_error("stats (GradientStats from direct_opt.extract.extract_stats)")
     from ..solvers import solve  # local: keeps `import direct_opt.selectors` light
 
-    problem = SelectionProblem.from_stats(inp.stats, inp.k, tau_rel=tau_rel, tau=tau, constraints=constraints)
+    problem = SelectionProblem.from_stats(inp.stats, inp.k, tau_rel=tau_rel, tau=tau, budget_frac=budget_frac,
+                                          constraints=constraints)
     res = solve(problem, backend=backend, seed=inp.seed, **solver_options)
     if not res.success:
         raise InfeasibleProblemError(
@@ -64,6 +70,7 @@ def direct_selector(
         "message": res.message,
         "tau": problem.tau,
         "tau_rel": tau_rel if tau is None else None,
+        "budget_frac": problem.budget_frac,
         "budget_used": float(problem.a[res.indices].sum()),
         "k_star": inp.stats.k_star,
         "r": inp.stats.r,
@@ -87,7 +94,7 @@ def check_options(options: Mapping[str, Any]) -> None:
     backend = options.get("backend", DEFAULT_BACKEND)
     if backend not in available_backends():
         raise UnknownNameError(f"selector 'direct': unknown backend {backend!r}; known: {available_backends()}.")
-    known = {"backend", "tau_rel", "tau", "constraints", *SOLVE_KWARGS, *get_backend(backend).options}
+    known = {"backend", "tau_rel", "tau", "budget_frac", "constraints", *SOLVE_KWARGS, *get_backend(backend).options}
     unknown = sorted(set(options) - known)
     if unknown:
         raise InvalidParameterError(

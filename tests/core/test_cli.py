@@ -32,7 +32,7 @@ def test_solve_writes_selection_json(stats_dir, tmp_path, capsys):
     assert len(idx) == 30 and rec["backend"] == "sca-exact"
     stats = GradientStats.load(stats_dir)
     assert rec["stats"]["checksum"] == stats.checksum()
-    prob = SelectionProblem.from_stats(stats, k=30, tau_rel=0.1)
+    prob = SelectionProblem.from_stats(stats, k=30)  # the default budget (feasible_budget)
     assert prob.selection_objective(idx) == pytest.approx(rec["result"]["objective"], rel=1e-9)
     assert rec["parameters"]["tau"] == pytest.approx(prob.tau)
 

@@ -32,7 +32,7 @@ def test_compare_table_json_and_plot(stats_dir, tmp_path, capsys):
     rec = json.loads(out.read_text())
     assert rec["backends"] == backends
     stats = GradientStats.load(stats_dir)
-    prob = SelectionProblem.from_stats(stats, k=K, tau_rel=0.1)
+    prob = SelectionProblem.from_stats(stats, k=K)  # the default budget
     assert rec["stats"]["checksum"] == stats.checksum() and rec["parameters"]["tau"] == pytest.approx(prob.tau)
     rows = rec["results"]
     best = max(r["objective"] for r in rows.values())

@@ -49,11 +49,13 @@ def test_unknown_selector_lists_known_ones(state, data):
 def test_unknown_selector_option_fails_before_any_work(state, data, monkeypatch):
     """A misspelt option (direct:bakend=...) is an error up front, before extraction or annealing."""
     import direct_opt.evaluate.harness as harness
+    from direct_opt.evaluate.annealer import TinyGPTAnnealer
 
     def no_work(*a, **k):  # pragma: no cover - reaching it is the failure
         raise AssertionError("the harness started working before checking the options")
 
-    monkeypatch.setattr(harness, "anneal", no_work)
+    monkeypatch.setattr(TinyGPTAnnealer, "anneal", no_work)
+    monkeypatch.setattr(harness, "extract_phase", no_work)
     with pytest.raises(InvalidParameterError, match=r"no option\(s\) \['bakend'\].*'backend'"):
         _call(state, data, selectors=["random", "direct:bakend=greedy"])
     with pytest.raises(InvalidParameterError, match=r"no option\(s\) \['block_size'\]"):  # fw-block's, not sca-exact's

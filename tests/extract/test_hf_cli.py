@@ -66,11 +66,12 @@ def test_cli_parser_and_run_without_transformers(tmp_path, capsys):
     train = tmp_path / "pool.jsonl"
     train.write_text("\n".join(json.dumps({"text": f"sample {i}"}) for i in range(3)) + "\n")
     val = tmp_path / "val.txt"
-    val.write_text("a line\n\nanother line\n")
+    val.write_text("a line\nanother line\n")
     args = parser.parse_args(["extract", "--model", "gpt2", "--train", str(train), "--val", str(val),
                               "--out", str(tmp_path / "run"), "--projector", "sjlt", "--k-sketch", "64",
                               "--params", "transformer.h.*"])
     assert args.func is cli.run and args.k_sketch == 64 and args.projector == "sjlt"
+    assert cli.resolve_options(args)["param_filter"] == ["transformer.h.*"]
     assert cli.read_texts(train) == ["sample 0", "sample 1", "sample 2"]
     assert cli.read_texts(val) == ["a line", "another line"]
     if not HAS_TF:
