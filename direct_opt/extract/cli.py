@@ -93,13 +93,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def check(args: argparse.Namespace) -> None:
     """The CLI's validation pass (exit 2 before any work): :func:`resolve_options`, the inputs
     exist, and the run directory can be written (helpers in :mod:`direct_opt.cli`)."""
-    from ..cli import UsageError, check_input_path, check_output
+    from ..cli import UsageError, check_input_path, check_number, check_output
     from ..errors import DirectOptError
 
     try:
         opts = resolve_options(args)
     except DirectOptError as exc:
         raise UsageError(str(exc)) from None
+    check_number(opts["seed"], "--seed", minimum=0, integer=True)
     check_input_path(opts["train"], "--train", kind="any")
     check_input_path(opts["val"], "--val", kind="any")
     check_output(argparse.Namespace(out=opts["out_dir"]), "--out", kind="dir")
