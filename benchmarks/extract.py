@@ -292,16 +292,17 @@ def hf_cli_cell(family: str, projector: str, size: dict[str, int], workdir: str)
     d = Path(workdir) / f"{family}-{projector}"
     texts = [" ".join(f"w{(i * 7 + j) % 60}" for j in range(size["seq"] - 2 - i % 5)) for i in range(4 * size["batch"])]
     tok = word_tokenizer(texts, max_vocab=size["vocab"])
-    model = _hf_model(family, size)
-    model.save_pretrained(d / "model")
+    lora = family.endswith("-lora")
+    _hf_model(family.replace("-lora", ""), size).save_pretrained(d / "model")  # a LoRA model: its base ...
     tok.save_pretrained(d / "model")
+    if lora:  # ... and the adapter directory, loaded on top with --adapter
+        _hf_model(family, size).save_pretrained(d / "adapter")
     (d / "pool.jsonl").write_text("".join(_json.dumps({"text": t}) + "\n" for t in texts))
-    if family.endswith("-lora"):  # the CLI loads plain transformers directories: LoRA is an API cell only
-        return {"family": family, "projector": projector, "cli": "n/a (adapter directories: API)"}
     t0 = time.perf_counter()
     code = cli_main(["extract", "--model", str(d / "model"), "--train", str(d / "pool.jsonl"), "--val",
                      str(d / "pool.jsonl"), "--out", str(d / "run"), "--projector", projector, "--k-sketch",
-                     str(size["k"]), "--batch-size", str(size["batch"]), "--max-length", str(size["seq"]), "--quiet"])
+                     str(size["k"]), "--batch-size", str(size["batch"]), "--max-length", str(size["seq"]), "--quiet",
+                     *(["--adapter", str(d / "adapter")] if lora else [])])
     return {"family": family, "projector": projector, "cli": "works" if code == 0 else f"exit {code}",
             "cli_s": time.perf_counter() - t0}
 

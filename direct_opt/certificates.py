@@ -12,14 +12,22 @@ G = sum_j sigma_j u_j v_j^T (thin SVD from the (r, r) Gram matrix):
 Every maximum is over the structured polytope (a superset of F when extra constraints
 are present), so the bounds stay valid for every constraint set.  For the concave form
 the Frank–Wolfe gap bounds the relaxed optimum: f* <= f(w) + max_v grad^T (v - w).
+
+These are the ``"cheap"`` bounds.  :func:`certify` chooses among every method (``certify=``
+in :func:`~direct_opt.solvers.solve`): ``"cheap"``, ``"subspace"``
+(:mod:`direct_opt.bounds.subspace`), ``"rlt"`` (:mod:`direct_opt.bounds.rlt`), ``"sdp"``
+(:mod:`direct_opt.bounds.sdp`) and ``"auto"`` (rlt for N <= 40, cheap above).  Every method returns a valid upper
+bound; the smallest of the cheap bound and the chosen one is kept.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
+from .errors import InvalidParameterError
 from .oracle import DirectPolytope, structured_polytope
 from .problem import SelectionProblem
 
@@ -81,3 +89,74 @@ def certified_ratio(objective: float, bound: float) -> float | None:
     if not np.isfinite(bound) or bound <= 0 or objective < 0:
         return None
     return min(1.0, objective / bound)
+
+
+AUTO_RLT_MAX_N = 40
+#: certify= methods and what they cost (see docs/certificates.md).
+CERTIFY_METHODS = {
+    "cheap": f"norm and spectral bounds: a few LMO calls, any N (the default above {AUTO_RLT_MAX_N} samples)",
+    "subspace": "block branch and bound over directions of z = G x plus a spectral tail: ~100 LMO calls, any N",
+    "rlt": "LP relaxation over the products x_i x_j (HiGHS, dual-checked): N^2/2 variables, N <= a few hundred",
+    "sdp": "Shor SDP + RLT rows (cvxpy SCS/Clarabel, dual-checked): (N+1)^2 variables, N <= ~150",
+    "auto": f"rlt up to {AUTO_RLT_MAX_N} samples, cheap above (the default: costs less than the solve)",
+}
+
+
+#: Largest N for which the quadratic-size models are built when asked for explicitly.
+CERTIFY_MAX_N = {"rlt": 400, "sdp": 150}
+
+
+def check_certify(method: Any, n: int | None = None) -> str:
+    """The method name, or an InvalidParameterError listing the valid ones (or saying that
+    N is too large for the RLT / SDP model)."""
+    if not isinstance(method, str) or method not in CERTIFY_METHODS:
+        raise InvalidParameterError(f"certify={method!r} is not a bound method; use one of {sorted(CERTIFY_METHODS)}.")
+    if n is not None and n > CERTIFY_MAX_N.get(method, np.inf):
+        raise InvalidParameterError(
+            f"certify={method!r} builds a model with ~N^2/2 variables; N={n} is above its limit "
+            f"{CERTIFY_MAX_N[method]}. Use certify='subspace' or 'cheap' for large pools."
+        )
+    return method
+
+
+def resolve_certify(method: str, n: int) -> str:
+    """The concrete method ``"auto"`` stands for at N = ``n``."""
+    if method != "auto":
+        return method
+    return "rlt" if n <= AUTO_RLT_MAX_N else "cheap"
+
+
+def certify(problem: SelectionProblem, method: str = "auto", w: np.ndarray | None = None, gap: float | None = None,
+            time_limit: float | None = None, oracle: Any = None) -> tuple[float, dict[str, Any]]:
+    """(valid upper bound on the integer optimum, {"method", "time_s", ...}) with the chosen method.
+
+    ``w``/``gap`` (a relaxed point and its Frank–Wolfe gap) feed the concave form's bound;
+    ``oracle`` (the solve's) is reused when it is the structured polytope.
+    The cheap bound is always computed and the smaller bound kept; a method that cannot
+    run (e.g. no dual from the solver) leaves the cheap bound and says so in the details."""
+    method = resolve_certify(check_certify(method, problem.n), problem.n)
+    t0 = time.process_time()
+    bound = upper_bound(problem, w, gap, oracle=oracle)
+    info: dict[str, Any] = {"method": method}
+    extra = np.inf
+    if method == "subspace" and problem.form == "convex":
+        from .bounds.subspace import subspace_bound
+
+        outer = oracle if isinstance(oracle, DirectPolytope) else structured_polytope(problem)
+        extra, details = subspace_bound(problem, outer, time_limit=time_limit)
+        if problem.c is not None:
+            extra += outer.dot(problem.c, outer.lmo(problem.c))
+        info.update(details)
+    elif method in ("rlt", "sdp"):  # extra nonlinear constraints are relaxed away: still valid
+        if method == "rlt":
+            from .bounds.rlt import rlt_bound
+
+            extra = rlt_bound(problem, time_limit=time_limit)
+        else:
+            from .bounds.sdp import sdp_bound
+
+            extra = sdp_bound(problem, time_limit=time_limit)
+    if method != "cheap" and not np.isfinite(extra):
+        info["note"] = f"the {method} bound was not available for this problem; the cheap bound is reported"
+    info["time_s"] = time.process_time() - t0
+    return float(min(bound, extra * (1 + 1e-9))), info

@@ -7,6 +7,7 @@
     direct-opt extract ...      (Hugging Face causal LM; needs the [hf] extra)
     direct-opt demo [--out DIR] [--quick] [--seed S]
     direct-opt evaluate ...
+    direct-opt online ...       (online batch selection vs static selection)
     direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
 Every command first checks all of its arguments (paths, numbers, names, that --out/--plot can
@@ -35,6 +36,7 @@ SUBCOMMANDS = {
     "evaluate": "direct_opt.evaluate.cli",
     "compare": "direct_opt.compare",
     "select": "direct_opt.selectors.cli",
+    "online": "direct_opt.online.cli",
     "schedule": "direct_opt.schedule.cli",
 }
 # subcommands whose modules import torch: registered by name and help only unless they are
@@ -42,6 +44,7 @@ SUBCOMMANDS = {
 HEAVY_HELP = {
     "extract": "compute gradient statistics of a Hugging Face causal LM on a text pool",
     "evaluate": "anneal on each selector's K samples over seeds and compare with random",
+    "online": "online batch selection (blade, rho-loss, greats, ...) vs static selection",
 }
 
 
@@ -217,6 +220,10 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tol", type=_finite_float, default=1e-4, help="delta: stop when ||w_t+1 - w_t|| < tol")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=_finite_float, default=None, help="seconds; returns the best feasible selection so far")
+    from .certificates import CERTIFY_METHODS
+
+    p.add_argument("--certify", choices=sorted(CERTIFY_METHODS), default="auto",
+                   help="upper bound behind the certified ratio: " + "; ".join(f"{k}: {v}" for k, v in CERTIFY_METHODS.items()))
 
 
 def load_problem(args: argparse.Namespace):
@@ -236,6 +243,7 @@ def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str,
     params = {
         "k": problem.k, "tau": problem.tau, "tau_rel": getattr(problem, "tau_rel", None),
         "max_iter": args.max_iter, "tol": args.tol, "seed": args.seed, "time_limit": args.time_limit,
+        "certify": getattr(args, "certify", "auto"),
         "local_search": not getattr(args, "no_local_search", False),
         "device": getattr(args, "device", None),
     }
@@ -309,7 +317,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
-                time_limit=args.time_limit, device=args.device, **kw)
+                time_limit=args.time_limit, device=args.device, certify=args.certify, **kw)
     log = sys.stderr if args.out == STDOUT else sys.stdout  # `--out -`: stdout holds the JSON only
     infeasible = res.status == "infeasible"
     path = None

@@ -101,7 +101,7 @@ def check_selection(problem: Any, indices: np.ndarray) -> bool:
 
 def compare_backends(problem: Any, backends: Sequence[str], *, max_iter: int = 20, tol: float = 1e-4,
                      seed: int = 0, time_limit: float | None = None,
-                     local_search: bool | None = None) -> dict[str, dict[str, Any]]:
+                     local_search: bool | None = None, certify: str = "auto") -> dict[str, dict[str, Any]]:
     """Solve ``problem`` with each backend; returns name -> row (see :func:`table` for the fields).
 
     A backend that fails — a direct_opt error (e.g. it cannot honour a constraint), a bug, or
@@ -114,7 +114,8 @@ def compare_backends(problem: Any, backends: Sequence[str], *, max_iter: int = 2
     for name in backends:
         kw = {} if local_search is None else {"local_search": local_search}
         try:
-            res = solve(problem, backend=name, max_iter=max_iter, tol=tol, seed=seed, time_limit=time_limit, **kw)
+            res = solve(problem, backend=name, max_iter=max_iter, tol=tol, seed=seed, time_limit=time_limit,
+                        certify=certify, **kw)
         except Exception as exc:  # noqa: BLE001 - one backend's failure must not take the others down
             from .cli import one_line
 
@@ -195,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     backends = parse_backends(args.backends)
     stats, problem = load_problem(args)
     rows = compare_backends(problem, backends, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
-                            time_limit=args.time_limit, local_search=False if args.no_local_search else None)
+                            time_limit=args.time_limit, local_search=False if args.no_local_search else None,
+                            certify=args.certify)
     log = sys.stderr if args.out == STDOUT else sys.stdout  # `--out -`: stdout holds the JSON only
     written = []
     if args.out is not None:  # files first: a closed stdout must not cost the results

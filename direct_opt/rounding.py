@@ -143,38 +143,99 @@ def _available(st: _State) -> np.ndarray:
     return (~st.x) & (st.P.ub > 0)
 
 
+class _LazyGains:
+    """Exact best marginal gain without a full G^T p update per added sample (convex form).
+
+    Keeps h_s = G^T p_s from the last refresh; for the current p,
+    gain_j = 2 g_j^T p + ||g_j||^2 + c_j <= 2 h_s,j + 2 ||g_j|| ||p - p_s|| + ||g_j||^2 + c_j
+    (Cauchy-Schwarz), so candidates are scored exactly (G[:, S]^T p) in the order of that
+    bound until the best exact score beats every remaining bound: the same choice as the full
+    update, at a fraction of the products.  A full refresh happens when a step scores too many."""
+
+    def __init__(self, st: _State) -> None:
+        self.st, self.P = st, st.P
+        self.norms = np.sqrt(st.sq)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.p_s = self.st.p.copy()
+        self.h_s = self.P.op.rmatvec(self.p_s)
+        self.scored = 0
+
+    def best(self, cand: np.ndarray) -> int:
+        """The candidate (from ``cand``, ascending indices) with the largest gain; ties -> lowest index."""
+        P, st = self.P, self.st
+        drift = float(np.linalg.norm(st.p - self.p_s))
+        base = 2.0 * self.h_s[cand] + st.sq[cand] + (P.c[cand] if P.c is not None else 0.0)
+        if drift == 0.0:
+            return int(cand[int(np.argmax(base))])
+        bound = base + 2.0 * self.norms[cand] * drift * (1 + 1e-12) + 1e-12 * np.abs(base)
+        first = np.argpartition(-bound, min(64, cand.size) - 1)[:64]
+        exact = self._exact(cand[first])
+        more = bound >= exact.max()
+        more[first] = False
+        pick, vals = cand[first], exact
+        if more.any():
+            pick = np.concatenate([pick, cand[more]])
+            vals = np.concatenate([vals, self._exact(cand[more])])
+        self.scored += pick.size
+        best_j = int(pick[vals == vals.max()].min())
+        if self.scored > P.n // 4:
+            self.refresh()
+        return best_j
+
+    def _exact(self, idx: np.ndarray) -> np.ndarray:
+        P, st = self.P, self.st
+        return 2.0 * P.op.cols_rmatvec(idx, st.p) + st.sq[idx] + (P.c[idx] if P.c is not None else 0.0)
+
+
 def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None) -> None:
     """Greedy fill up to K by marginal gain (or a fixed ``priority``) among completable candidates."""
     P = st.P
-    while st.x.sum() < P.k:
-        avail = _available(st)
-        m = P.k - int(st.x.sum())
-        cand = np.flatnonzero(avail)
-        if cand.size == 0:
-            return
-        if P.tau is not None:
-            s_m1, s_m = st.cheapest_fill(avail, m)
-            a_c = P.a[cand]
-            # j fits if a_j plus the cheapest m-1 others fit (exact when j is not among them)
-            rank_small = np.zeros(P.n, dtype=bool)
-            rank_small[st.cheapest(avail, m - 1)] = True
-            ok = fits(st.budget + a_c + s_m1, P.tau) | (rank_small[cand] & fits(st.budget + s_m, P.tau))
-            cand = cand[ok]
-        if P.rows is not None and cand.size:
-            cand = cand[_row_ok_mask(st, cand)]
-            helpers = _deficit_helpers(st, cand) if cand.size else None
-            if helpers is not None and helpers.any():
-                cand = cand[helpers]
-        if cand.size == 0:
-            return
-        score = st.gains_in()[cand] if priority is None else priority[cand]
-        st.add(cand[int(np.argmax(score))])
-        if deadline is not None and time.monotonic() > deadline:
-            # out of time: finish with the cheapest completable samples (no more gain scoring)
+    lazy = None
+    if priority is None and P.q > 0 and st.track_gains:
+        st.track_gains = False  # exact gains by _LazyGains; h is recomputed once at the end
+        lazy = _LazyGains(st)
+    order = np.argsort(P.a, kind="stable") if P.tau is not None else None  # (a, index) order, once
+    try:
+        while st.x.sum() < P.k:
             avail = _available(st)
-            rest = st.cheapest(avail, P.k - int(st.x.sum()))
-            st.add(rest)
-            return
+            m = P.k - int(st.x.sum())
+            cand = np.flatnonzero(avail)
+            if cand.size == 0:
+                return
+            if P.tau is not None:
+                cheap = order[np.flatnonzero(avail[order])[:m]]  # the m cheapest available, (a, index) order
+                a_cheap = P.a[cheap]
+                s_m = float(a_cheap.sum()) if cheap.size >= m else np.inf
+                s_m1 = float(a_cheap[: m - 1].sum())
+                a_c = P.a[cand]
+                # j fits if a_j plus the cheapest m-1 others fit (exact when j is not among them)
+                rank_small = np.zeros(P.n, dtype=bool)
+                rank_small[cheap[: m - 1]] = True
+                ok = fits(st.budget + a_c + s_m1, P.tau) | (rank_small[cand] & fits(st.budget + s_m, P.tau))
+                cand = cand[ok]
+            if P.rows is not None and cand.size:
+                cand = cand[_row_ok_mask(st, cand)]
+                helpers = _deficit_helpers(st, cand) if cand.size else None
+                if helpers is not None and helpers.any():
+                    cand = cand[helpers]
+            if cand.size == 0:
+                return
+            if lazy is not None:
+                st.add(lazy.best(cand))
+            else:
+                score = st.gains_in()[cand] if priority is None else priority[cand]
+                st.add(cand[int(np.argmax(score))])
+            if deadline is not None and time.monotonic() > deadline:
+                # out of time: finish with the cheapest completable samples (no more gain scoring)
+                avail = _available(st)
+                rest = st.cheapest(avail, P.k - int(st.x.sum()))
+                st.add(rest)
+                return
+    finally:
+        if lazy is not None:
+            st.h, st.track_gains = P.op.rmatvec(st.p), True
 
 
 def _violation_total(P: SelectionProblem, x: np.ndarray) -> float:
@@ -259,8 +320,10 @@ def diagnose_infeasibility(P: SelectionProblem) -> str:
             )
             if res.status == 2:
                 return f"{con.name}: cannot be met by any K={P.k} selection (together with the fixings); relax it."
-    names = [c.name for c in P.constraints]
-    return f"no K={P.k} selection satisfies the budget together with {names}; relax one of them."
+    names = ["cardinality (K)"] + (["budget (tau)"] if P.tau is not None else []) + [c.name for c in P.constraints]
+    if P.has_bounds:
+        names.append("the must-include/must-exclude fixings")
+    return f"no K={P.k} selection satisfies all of: {', '.join(names)} together; relax one of them."
 
 
 def smallest_stable(keys: np.ndarray, m: int) -> np.ndarray:

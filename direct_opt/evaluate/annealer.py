@@ -116,6 +116,20 @@ def n_rows(data: Any) -> int:
 
 
 # -------------------------------------------------------------------------- TinyGPT
+def token_rows(x: Any, what: str) -> torch.Tensor:
+    """``x`` as a non-empty int64 tensor (n, seq_len+1) of token/byte ids (TinyGPT rows); numpy accepted."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise InvalidInputError(f"{what} must be an integer tensor (n, seq_len+1), got {type(x).__name__} "
+                                f"{tuple(getattr(x, 'shape', ()))}.")
+    if x.dtype.is_floating_point or x.dtype == torch.bool:
+        raise InvalidInputError(f"{what} must hold integer token/byte ids, got dtype {x.dtype}.")
+    if x.shape[0] == 0:
+        raise InvalidInputError(f"{what} is empty; pass at least one row.")
+    return x.long()
+
+
 @dataclass
 class Checkpoint:
     """The annealing start point θ_s of a TinyGPT: weights, AdamW state, architecture, stable LR, EMA."""
@@ -162,17 +176,7 @@ class TinyGPTAnnealer:
         self.ckpt = Checkpoint.from_any(model, optim_state)
 
     def check_data(self, data: Any, what: str) -> torch.Tensor:
-        x = data
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x))
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            raise InvalidInputError(f"{what} must be an integer tensor (n, seq_len+1), got {type(x).__name__} "
-                                    f"{tuple(getattr(x, 'shape', ()))}.")
-        if x.dtype.is_floating_point or x.dtype == torch.bool:
-            raise InvalidInputError(f"{what} must hold integer token/byte ids, got dtype {x.dtype}.")
-        if x.shape[0] == 0:
-            raise InvalidInputError(f"{what} is empty; pass at least one row.")
-        return x.long()
+        return token_rows(data, what)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"checkpoint": self.ckpt.fingerprint(), "model_config": self.ckpt.config.to_dict()}

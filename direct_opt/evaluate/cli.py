@@ -5,7 +5,8 @@
     direct-opt evaluate --hf-model runs/my-model --pool pool.jsonl --val-data val.jsonl --test-data test.jsonl \
         --selectors less,direct -k 500 --out eval/          # your Hugging Face checkpoint and data
 
-With --hf-model the checkpoint is a model directory (save_pretrained) and the data are files
+With --hf-model the checkpoint is a model directory (save_pretrained; --adapter DIR adds a
+PEFT/LoRA adapter directory on top, and the runs then anneal the adapter) and the data are files
 in the formats of `direct-opt extract` (--text-field, --max-length); runs anneal with
 HFAnnealer (--engine torch | trainer; --optim-state FILE: an AdamW state_dict saved with
 torch.save, loaded with weights_only=True; without it the optimizer state is reset).
@@ -44,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": TAU_REL,
     "overwrite": False, "plot": True, "progress": True,
     "hf": {"model": None, "pool": None, "val": None, "test": None, "text_field": "text", "max_length": 128,
-           "engine": "torch", "optim_state": None},
+           "engine": "torch", "optim_state": None, "adapter": None},
 }
 K_FRACTION = 0.1  # default K = 10% of the pool
 
@@ -104,6 +105,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     h = p.add_argument_group("your Hugging Face checkpoint and data")
     h.add_argument("--hf-model", default=None, help="model directory (save_pretrained) or hub id")
+    h.add_argument("--adapter", default=None, help="PEFT adapter directory (LoRA, ...) on top of --hf-model")
     h.add_argument("--pool", default=None, help="candidate pool file (formats of direct-opt extract)")
     h.add_argument("--val-data", default=None, help="validation file")
     h.add_argument("--test-data", default=None, help="held-out test file")
@@ -194,16 +196,22 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     hf = dict(cfg["hf"])
     for key, val in (("model", args.hf_model), ("pool", args.pool), ("val", args.val_data), ("test", args.test_data),
                      ("text_field", args.text_field), ("max_length", args.max_length), ("engine", args.engine),
-                     ("optim_state", args.optim_state)):
+                     ("optim_state", args.optim_state), ("adapter", args.adapter)):
         if val is not None:
             hf[key] = val
     cfg["hf"] = hf
+    if hf["adapter"] and not hf["model"]:
+        raise InvalidParameterError("--adapter is an adapter on top of --hf-model; pass --hf-model too.")
     if hf["model"]:
         missing = [f"--{n}" for n, key in (("pool", "pool"), ("val-data", "val"), ("test-data", "test")) if not hf[key]]
         if missing:
             raise InvalidParameterError(f"--hf-model needs {', '.join(missing)}.")
         if int(hf["max_length"]) <= 0:
             raise InvalidParameterError(f"--max-length {hf['max_length']} must be a positive integer.")
+        if hf["adapter"]:
+            from ..extract.hf import check_adapter_dir
+
+            check_adapter_dir(hf["adapter"])
         if not hf["optim_state"] and args.optimizer_state is None and "optimizer_state" not in sched:
             cfg["schedule"]["optimizer_state"] = "reset"  # a released model comes without its optimizer
         if "program_tau_rel" not in given:  # real extractions: the always-feasible default budget
@@ -227,7 +235,7 @@ def run_hf_config(cfg: dict[str, Any]):
     hf = cfg["hf"]
     texts = {key: read_rows(hf[key], hf["text_field"]).texts for key in ("pool", "val", "test")}  # checked first
     optim_state = torch.load(hf["optim_state"], weights_only=True) if hf["optim_state"] else None
-    model, tok = load_causal_lm(hf["model"])
+    model, tok = load_causal_lm(hf["model"], adapter=hf["adapter"])
     data = {key: tokenize_texts(tok, t, int(hf["max_length"])).samples for key, t in texts.items()}
     n = len(data["pool"])
     k = int(cfg["k"]) if cfg.get("k") else max(1, int(math.ceil(K_FRACTION * n)))

@@ -9,6 +9,8 @@ Inputs (--train/--val): a ``Dataset.save_to_disk`` directory, ``.jsonl``/``.json
 its row / line number from 0 (blank lines are refused, not skipped). --id-field names an id
 column kept as ``stats.sample_ids``. Token counts are stored too (``stats.token_counts``).
 Samples longer than --max-length tokens are cut and counted (--truncation refuse: error).
+--adapter DIR loads a PEFT/LoRA adapter directory on top of --model (the base model): then
+the adapter weights are the ones differentiated (the default --params is the trainable ones).
 The model loads with ``trust_remote_code`` off unless --trust-remote-code is given; sdpa /
 flash attention is switched to eager only inside the per-sample (vmap) pass and restored.
 A --config TOML file holds the same keys as the options (underscores: ``k_sketch = 512``,
@@ -37,7 +39,7 @@ log = logging.getLogger("direct_opt.extract")
 DEFAULTS: dict[str, Any] = {
     "model": None, "train": None, "val": None, "out_dir": None,
     "text_field": "text", "id_field": None, "max_length": 128, "truncation": "cut", "reduction": "mean",
-    "model_dtype": None, "attention": None, "trust_remote_code": False, "log_level": "warning",
+    "model_dtype": None, "attention": None, "trust_remote_code": False, "adapter": None, "log_level": "warning",
     **{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
        for f in dataclasses.fields(ExtractConfig) if f.name not in ("out_dir", "collate_fn")},
 }
@@ -59,6 +61,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="TOML file with any of the options below (command-line options win)")
     p.add_argument("--model", help="Hugging Face model id or local directory (from save_pretrained)")
+    p.add_argument("--adapter", help="PEFT adapter directory (LoRA, ...; save_pretrained) loaded on top of --model")
     p.add_argument("--train", help="candidate pool: save_to_disk dir, .jsonl/.json, .parquet or text file")
     p.add_argument("--val", help="validation set (same formats)")
     p.add_argument("--out", dest="out_dir", help="run directory (resumable); final stats in OUT/stats")
@@ -132,6 +135,10 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     extract_config(opts).validate()
     _check_device(str(opts["device"]))
     _check_model_path(str(opts["model"]))
+    if opts["adapter"]:
+        from .hf import check_adapter_dir
+
+        check_adapter_dir(opts["adapter"])
     return opts
 
 
@@ -193,6 +200,10 @@ def _check_model_path(model: str) -> None:
         raise InvalidParameterError(
             f"--model {model}: no such model directory (a directory written by save_pretrained, or a Hugging "
             "Face model id such as gpt2).")
+    if looks_local and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise InvalidParameterError(
+            f"--model {model} is a PEFT adapter directory; pass its base model as --model and this directory "
+            "as --adapter.")
 
 
 def read_texts(path: str | Path, text_field: str = "text") -> list[str]:
@@ -246,7 +257,7 @@ def _extract(opts: Mapping[str, Any], comm: Any) -> tuple[Any, tuple[int, int]]:
             raise ExtractionError(f"{label} {rows.path} holds no samples; pass at least one.")
         log.info("%s %s: %d samples (%s)", label, rows.path, len(rows.texts), rows.format)
     model, tok = load_causal_lm(opts["model"], opts["device"], opts["model_dtype"], opts["attention"],
-                                bool(opts["trust_remote_code"]))
+                                bool(opts["trust_remote_code"]), opts["adapter"])
     log.info("loaded %s (%s, attention %s)", opts["model"], type(model).__name__,
              getattr(getattr(model, "config", None), "_attn_implementation", "?"))
     pool_tok = tokenize_texts(tok, pool.texts, opts["max_length"])

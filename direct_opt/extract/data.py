@@ -76,11 +76,16 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, plain_batch(batch))
 
 
-def data_fingerprint(samples: Sequence[Any]) -> dict[str, Any]:
-    """Count + SHA-256 of the samples' tensor/array bytes (None if they are not arrays)."""
+def data_fingerprint(samples: Sequence[Any], progress: bool = False, desc: str = "fingerprint") -> dict[str, Any]:
+    """Count + SHA-256 of the samples' tensor/array bytes (None if they are not arrays).
+
+    ``progress``: a tqdm bar over the samples (labelled ``desc``); this pass reads every sample.
+    """
+    from tqdm.auto import tqdm
+
     h = hashlib.sha256()
     hashable = True
-    for s in samples:
+    for s in tqdm(samples, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True, leave=False):
         leaves, spec = tree_flatten(s)
         h.update(str(spec).encode())
         for leaf in leaves:

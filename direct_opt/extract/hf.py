@@ -10,17 +10,20 @@
 * :func:`pad_collate` — the default collate for dict samples of unequal length (right
   padding with ``attention_mask`` 0, exact); ``transformers`` collators
   (``DataCollatorWithPadding``, ...) are accepted as ``collate_fn`` too.
-* :func:`load_causal_lm`, :func:`tokenize_texts` — model/tokenizer loading and tokenising
-  for the CLI (these import ``transformers``).
+* :func:`load_causal_lm`, :func:`tokenize_texts` — model/tokenizer loading (optionally with
+  a PEFT/LoRA adapter directory on top, :func:`check_adapter_dir`) and tokenising for the
+  CLI (these import ``transformers``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import inspect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -240,15 +243,35 @@ class Tokenized:
     truncated: int  # samples longer than max_length (cut to it)
 
 
+def check_adapter_dir(path: str | Path) -> Path:
+    """The PEFT adapter directory ``path`` (as ``PeftModel.save_pretrained`` writes it), checked
+    before any loading: it exists, holds ``adapter_config.json``, and ``peft`` is installed."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise InvalidParameterError(f"adapter {path}: no such directory (pass the directory that "
+                                    "PeftModel.save_pretrained wrote).")
+    if not (p / "adapter_config.json").is_file():
+        raise InvalidParameterError(f"adapter {path}: no adapter_config.json in it, so it is not a PEFT adapter "
+                                    "directory (pass the directory that PeftModel.save_pretrained wrote).")
+    if importlib.util.find_spec("peft") is None:
+        raise ImportError(f"adapter {path}: loading a PEFT adapter needs peft: pip install peft  "
+                          "(or pip install direct_opt[hf])")
+    return p
+
+
 def load_causal_lm(name_or_path: str, device: str = "cpu", dtype: str | None = None, attention: str | None = None,
-                   trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
+                   trust_remote_code: bool = False, adapter: str | Path | None = None) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) from a Hugging Face model id or local directory (needs transformers).
 
     ``dtype``: ``float32``/``bfloat16``/``float16`` weights (None: as stored); ``attention``:
     ``attn_implementation`` (``eager``, ``sdpa``, ...; None: transformers' default). Remote code
     runs only with ``trust_remote_code=True``. A tokenizer without a pad token gets its EOS token.
+    ``adapter``: a PEFT adapter directory (LoRA, ...) loaded on top of the base model with
+    ``peft.PeftModel.from_pretrained(..., is_trainable=True)``: the adapter weights are the
+    trainable parameters, the base stays frozen; the tokenizer is the base model's.
     """
     tf = require_transformers()
+    adapter_dir = check_adapter_dir(adapter) if adapter is not None else None
     kw: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
     tok = tf.AutoTokenizer.from_pretrained(name_or_path, **kw)
     if tok.pad_token is None:
@@ -257,8 +280,15 @@ def load_causal_lm(name_or_path: str, device: str = "cpu", dtype: str | None = N
         kw["dtype"] = getattr(torch, dtype)
     if attention is not None:
         kw["attn_implementation"] = attention
-    model = tf.AutoModelForCausalLM.from_pretrained(name_or_path, **kw).to(device)
-    return model, tok
+    model = tf.AutoModelForCausalLM.from_pretrained(name_or_path, **kw)
+    if adapter_dir is not None:
+        import peft  # noqa: PLC0415
+
+        model = peft.PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+        log.info("adapter %s: %d trainable of %d parameters", adapter_dir,
+                 sum(p.numel() for p in model.parameters() if p.requires_grad),
+                 sum(p.numel() for p in model.parameters()))
+    return model.to(device), tok
 
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], max_length: int = 128) -> Tokenized:

@@ -7,8 +7,10 @@ Order: validation pass (curvature, saved) -> pool batches (sketches, one shard p
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import platform
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,6 +33,8 @@ from .projector_registry import make_projector, projector_input
 from .projectors import BasisProjector
 from .shards import OutputDir
 from .sketch import DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
+
+log = logging.getLogger("direct_opt.extract")
 
 
 def package_version() -> str:
@@ -170,13 +174,16 @@ def extract_stats(
     try:
         names = select_params(model, cfg.param_filter)
         engine = PerSampleGrad(model, loss_fn, names, device, cfg.torch_dtype_name)
+        t0 = time.perf_counter()
         header = {
             "config": cfg.identity(),
             "model": model_fingerprint(model, names),
-            "train": data_fingerprint(train_samples),
-            "val": data_fingerprint(val_samples),
+            "train": data_fingerprint(train_samples, cfg.verbose, "fingerprint (pool)"),
+            "val": data_fingerprint(val_samples, cfg.verbose, "fingerprint (val)"),
             "package_version": package_version(),
         }
+        log.info("fingerprint of the model and %d pool + %d val samples: %.2f s", len(train_samples),
+                 len(val_samples), time.perf_counter() - t0)
         comm = resolve_comm(comm)
         check_same_header(header, comm)
         out = make_output_dir(cfg.out_dir, header, comm) if cfg.out_dir else None

@@ -246,6 +246,19 @@ def pretrain(
     )
 
 
+def restore(model_state: Mapping[str, Tensor], optim_state: dict | None, config: GPTConfig, lr: float,
+            optimizer_state: str = "restore") -> tuple[TinyGPT, torch.optim.AdamW]:
+    """A fresh model and AdamW at the checkpoint: moments restored (deep copy) or reset (same betas
+    / weight decay as the checkpoint's optimizer when it is given)."""
+    model = load_model(model_state, config)
+    group0 = (optim_state or {}).get("param_groups", [{}])[0]
+    opt = _make_optimizer(model, lr, betas=tuple(group0.get("betas", DEFAULT_BETAS)),
+                          weight_decay=group0.get("weight_decay", DEFAULT_WEIGHT_DECAY))
+    if optimizer_state == "restore":
+        opt.load_state_dict(copy.deepcopy(optim_state))  # deep copy: never alias the caller's moments
+    return model, opt
+
+
 @reproducible
 def anneal(
     model_state: Mapping[str, Tensor],
@@ -309,13 +322,7 @@ def anneal(
         raise InvalidParameterError("optimizer_state='restore' needs optim_state; pass it or use 'reset'.")
     wsd_lr(0, n_steps, peak_lr, shape)  # validates the shape name early
 
-    model = load_model(model_state, cfg)
-    group0 = (optim_state or {}).get("param_groups", [{}])[0]
-    opt = _make_optimizer(model, peak_lr, betas=tuple(group0.get("betas", DEFAULT_BETAS)),
-                          weight_decay=group0.get("weight_decay", DEFAULT_WEIGHT_DECAY))
-    if optimizer_state == "restore":
-        opt.load_state_dict(copy.deepcopy(optim_state))  # deep copy: never alias the caller's moments
-
+    model, opt = restore(model_state, optim_state, cfg, peak_lr, optimizer_state)
     curves: dict[str, list[tuple[int, float]]] = {k: [] for k in eval_sets}
 
     def record(step: int) -> None:

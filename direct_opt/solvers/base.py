@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import certified_ratio, upper_bound
+from ..certificates import certified_ratio, check_certify, certify as certify_bound
 from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..oracle import Oracle, check_oracle, make_oracle
@@ -99,6 +99,8 @@ class Relaxation:
     message: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     priority: np.ndarray | None = None  # fill order for integer-only backends (random)
+    selection: np.ndarray | None = None  # a backend's own 0/1 answer (indices), used as is when feasible
+    upper_bound: float | None = None  # a backend's own valid bound on the integer optimum (exact)
 
 
 class Backend:
@@ -123,6 +125,7 @@ class Backend:
         local_search: bool | None = None,
         time_limit: float | None = None,
         device: Any = None,
+        certify: str = "auto",
         oracle: Oracle | None = None,
         **options: Any,
     ) -> SelectionResult:
@@ -137,7 +140,7 @@ class Backend:
             use_device(problem, device)
             try:
                 return self.solve(problem, max_iter=max_iter, tol=tol, seed=seed, local_search=local_search,
-                                  time_limit=time_limit, oracle=oracle, **options)
+                                  time_limit=time_limit, certify=certify, oracle=oracle, **options)
             finally:
                 problem.op = saved
         unknown = sorted(set(options) - set(self.options))
@@ -154,6 +157,7 @@ class Backend:
         ):
             raise InvalidParameterError(f"time_limit={time_limit!r} must be > 0 seconds.")
         seed = int_scalar("seed", seed, minimum=0)
+        check_certify(certify, problem.n)
         for key, val in options.items():
             default = self.options[key]
             if isinstance(default, (int, float)) and not isinstance(default, bool):
@@ -169,6 +173,9 @@ class Backend:
         )
         t0 = time.monotonic()
         deadline = None if time_limit is None else t0 + float(time_limit)
+        why = precheck_infeasible(problem)  # before any backend work: every backend is fast on it
+        if why is not None:
+            return self._infeasible(problem, why, time.monotonic() - t0)
         ctx = Context(int(max_iter), float(tol), int(seed), deadline, {**self.options, **options},
                       problem=problem, injected=oracle)
         try:
@@ -176,10 +183,12 @@ class Backend:
         except InfeasibleProblemError as exc:
             return self._infeasible(problem, str(exc), time.monotonic() - t0)
         ls = self.local_search_default if local_search is None else bool(local_search)
-        rounded = round_selection(
-            problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority,
-            milp_time_limit=30.0 if deadline is None else max(0.1, min(30.0, deadline - time.monotonic())),
-        )
+        rounded = own_selection(problem, rel.selection)
+        if rounded is None:
+            rounded = round_selection(
+                problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority,
+                milp_time_limit=30.0 if deadline is None else max(0.1, min(30.0, deadline - time.monotonic())),
+            )
         if not rounded.ok:
             return self._infeasible(problem, rounded.message, time.monotonic() - t0, rel)
         x = np.zeros(problem.n)
@@ -189,8 +198,13 @@ class Backend:
             return self._infeasible(problem, f"internal: rounding produced a violating set {viol}", time.monotonic() - t0, rel)
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
-        ub = upper_bound(problem, rel.w, rel.gap, oracle=ctx.injected,
-                         spectral=not ctx.out_of_time())  # past the limit: the cheap norm bound
+        left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
+        ub, cert = certify_bound(problem, certify if left is None or left > 1e-3 else "cheap", rel.w, rel.gap, left,
+                                 oracle=ctx.injected)
+        cert.pop("time_s", None)  # results are deterministic; the bound's cost is part of res.time_s
+        if rel.upper_bound is not None and rel.upper_bound < ub:
+            ub, cert = float(rel.upper_bound), {**cert, "method": f"{self.name} (its own bound)"}
+        ub = max(ub, objective)  # a rounding-level excess (1e-16 relative) must not exceed ratio 1
         if rel.timed_out or ctx.out_of_time():
             status = "time_limit"
         else:
@@ -213,7 +227,7 @@ class Backend:
             time_s=time.monotonic() - t0,
             backend=self.name,
             gap=rel.gap,
-            info={**rel.info, "swaps": rounded.swaps, "options": ctx.options, "max_iter": ctx.max_iter, "tol": ctx.tol, "seed": ctx.seed},
+            info={**rel.info, "certificate": cert, "swaps": rounded.swaps, "options": ctx.options, "max_iter": ctx.max_iter, "tol": ctx.tol, "seed": ctx.seed},
         )
 
     def _infeasible(self, problem: SelectionProblem, why: str, t: float, rel: Relaxation | None = None) -> SelectionResult:
@@ -236,6 +250,47 @@ class Backend:
             time_s=t,
             backend=self.name,
         )
+
+
+def precheck_infeasible(problem: SelectionProblem) -> str | None:
+    """A reason why no K-subset can be feasible, found in O(N) (fixings, budget) plus one LP for
+    extra linear rows — or None.  Run by every backend before any work."""
+    from ..oracle import DirectPolytope
+
+    try:
+        DirectPolytope(problem.a, problem.k, problem.tau, problem.lb, problem.ub)
+    except InfeasibleProblemError as exc:
+        return f"infeasible: {exc}"
+    if problem.rows is not None:
+        from scipy.optimize import linprog
+
+        rows = problem.all_linear_rows()
+        A = rows.A
+        fin_hi, fin_lo = np.isfinite(rows.hi), np.isfinite(rows.lo)
+        import scipy.sparse as sp
+
+        A_ub = sp.vstack([A[np.flatnonzero(fin_hi)], -A[np.flatnonzero(fin_lo)]], format="csr")
+        b_ub = np.r_[rows.hi[fin_hi], -rows.lo[fin_lo]]
+        res = linprog(np.zeros(problem.n), A_ub=A_ub, b_ub=b_ub, bounds=np.column_stack([problem.lb, problem.ub]),
+                      method="highs")
+        if res.status == 2:
+            return "infeasible: " + diagnose_infeasibility(problem)
+    return None
+
+
+def own_selection(problem: SelectionProblem, indices: np.ndarray | None):
+    """A backend's own 0/1 answer as a :class:`~direct_opt.rounding.Rounded` when it is K distinct
+    feasible indices; None (round as usual) otherwise."""
+    from ..rounding import Rounded
+
+    if indices is None:
+        return None
+    idx = np.unique(np.asarray(indices, dtype=np.int64))
+    x = np.zeros(problem.n)
+    x[idx] = 1.0
+    if idx.size != problem.k or not problem.is_feasible(x):
+        return None
+    return Rounded(idx, True, "the backend's own selection (feasible, not re-rounded)")
 
 
 def register_backend(cls: type[Backend] | None = None, *, overwrite: bool = False) -> Any:
@@ -287,6 +342,11 @@ def solve(problem: SelectionProblem, backend: str = SOLVER_BACKEND, **kwargs: An
             this solve: G is copied there once in its storage dtype when it fits, else
             streamed in column blocks (see :func:`direct_opt.linop.use_device`).  None
             (default): numpy on the host, memory maps streamed block by block.
+        certify: which upper bound certifies the result (``res.upper_bound``,
+            ``res.certified_ratio``; details in ``res.info["certificate"]``): "cheap" (norm and
+            spectral bounds), "subspace" (scalable, tighter), "rlt" / "sdp" (small N, near-exact),
+            "auto" (default: rlt for N <= 40, cheap above).  See
+            the certificates page of the docs.
         oracle: an :class:`~direct_opt.oracle.Oracle` for the feasible set, used instead of
             the one the backend would build (:func:`~direct_opt.oracle.make_oracle`); a
             structured one is also used by the certificates.

@@ -8,9 +8,11 @@ so f(w_t) never decreases.  rho_t = prox * ||grad f(w_t)||_inf (scale-free).
 
 * ``sca-exact``: prox = 0 by default -> the LP subproblem, solved exactly by the
   structured oracle (a vertex); prox > 0 -> the exact Euclidean projection.
-* ``sca-osqp``: the subproblem modelled in cvxpy, solved by OSQP (by Clarabel when a
-  convex quadratic constraint is present), so every cvxpy-expressible constraint is
-  honoured.  For the concave form it solves the (convex) program directly.
+* ``sca-osqp``: the subproblem as a sparse QP solved by OSQP (re-solved by Clarabel when
+  OSQP's status is not "solved"; never read as infeasibility), or modelled in cvxpy and
+  solved by Clarabel when a convex quadratic/custom constraint is present, so every
+  cvxpy-expressible constraint is honoured.  For the concave form it solves the (convex)
+  program directly.
 """
 
 from __future__ import annotations
@@ -118,9 +120,59 @@ def _cp():
     return cp
 
 
+class _OsqpSubproblem:
+    """The prox subproblem  max d^T w - 1/2 ||w||^2  over the linear feasible set, set up once in
+    OSQP with sparse matrices (P = I, the constraint rows plus the box; nothing N x N), then
+    re-solved with a new linear term.  A status other than "solved" is never taken as proof
+    of anything: the same subproblem is re-solved by Clarabel (cvxpy), and if that also
+    fails the exact LP vertex (the SCA step without the prox term) is used; the note says so.
+    Infeasibility is decided before any backend work by one HiGHS LP (the shared pre-check)."""
+
+    def __init__(self, problem: SelectionProblem, eps: float, oracle) -> None:
+        import osqp
+        import scipy.sparse as sp
+
+        n = problem.n
+        rows = problem.all_linear_rows()
+        self.problem, self.oracle, self.notes = problem, oracle, []
+        self.A = sp.vstack([rows.A, sp.identity(n, format="csr")], format="csc")
+        self.l = np.r_[rows.lo, problem.lb]
+        self.u = np.r_[rows.hi, problem.ub]
+        self.solver = osqp.OSQP()
+        self.solver.setup(sp.identity(n, format="csc"), np.zeros(n), self.A, self.l, self.u, verbose=False,
+                          eps_abs=eps, eps_rel=eps, max_iter=20000, polishing=True)
+
+    def __call__(self, d: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        P = self.problem
+        self.solver.update(q=-d)
+        res = self.solver.solve(raise_error=False)
+        status = str(res.info.status).lower()
+        if status == "solved" and res.x is not None and np.all(np.isfinite(res.x)):
+            return np.clip(res.x, P.lb, P.ub)
+        x = self._clarabel(d)
+        if x is not None:
+            self.notes.append(f"OSQP status {status!r}: subproblem re-solved by Clarabel")
+            return x
+        self.notes.append(f"OSQP status {status!r} and Clarabel failed: took the exact LP vertex (no prox) instead")
+        return self.oracle.lmo(grad)
+
+    def _clarabel(self, d: np.ndarray) -> np.ndarray | None:
+        cp = _cp()
+        P = self.problem
+        w = cp.Variable(P.n)
+        prob = cp.Problem(cp.Maximize(d @ w - 0.5 * cp.sum_squares(w)), _cvxpy_constraints(P, w))
+        try:
+            prob.solve(solver=cp.CLARABEL)
+        except cp.error.SolverError:
+            return None
+        if prob.status != cp.OPTIMAL or w.value is None:
+            return None
+        return np.clip(np.asarray(w.value, float), P.lb, P.ub)
+
+
 @register_backend
 class ScaOsqp(Backend):
-    """SCA whose subproblem is a cvxpy model solved by OSQP (Clarabel for quadratic constraints)."""
+    """SCA whose subproblem is a sparse QP solved by OSQP (Clarabel via cvxpy for quadratic/custom constraints)."""
 
     name = "sca-osqp"
     forms = {"convex", "concave"}
@@ -131,44 +183,54 @@ class ScaOsqp(Backend):
     def relax(self, problem: SelectionProblem, ctx: Context) -> Relaxation:
         cp = _cp()
         n = problem.n
-        w = cp.Variable(n)
-        cons = _cvxpy_constraints(problem, w)
-        conic = bool(problem.nonlinear)
-        solver = cp.CLARABEL if conic else cp.OSQP
         if not (ctx.options["prox"] >= 0 and ctx.options["eps"] > 0):
             raise InvalidParameterError(
                 f"options prox={ctx.options['prox']!r} must be >= 0 and eps={ctx.options['eps']!r} > 0."
             )
-        kw = {} if conic else {"eps_abs": ctx.options["eps"], "eps_rel": ctx.options["eps"], "max_iter": 20000, "polishing": True}
         oracle = ctx.oracle
-        note = f"subproblems modelled in cvxpy, solved by {solver}"
+        prox = max(float(ctx.options["prox"]), 1e-12)
+        if problem.form == "concave" or problem.nonlinear:
+            return self._cvxpy_relax(problem, ctx, oracle, cp, prox)
+        sub_qp = _OsqpSubproblem(problem, float(ctx.options["eps"]), oracle)
+
+        def sub(w_t: np.ndarray, grad: np.ndarray, v: np.ndarray) -> np.ndarray:
+            rho = prox * max(float(np.abs(grad).max()), 1e-300)
+            return sub_qp(w_t + grad / rho, grad)
+
+        rel = sca_loop(problem, ctx, oracle, sub)
+        notes = sorted(set(sub_qp.notes))
+        rel.message = "; ".join(m for m in ["subproblems: sparse QP solved by OSQP", rel.message, *notes] if m)
+        rel.info["subproblem_fallbacks"] = len(sub_qp.notes)
+        return rel
+
+    def _cvxpy_relax(self, problem: SelectionProblem, ctx: Context, oracle, cp, prox: float) -> Relaxation:
+        """Quadratic/custom constraints or the concave form: the cvxpy model, solved by Clarabel."""
+        n = problem.n
+        w = cp.Variable(n)
+        cons = _cvxpy_constraints(problem, w)
+        solver = cp.CLARABEL
+        note = "subproblems modelled in cvxpy, solved by CLARABEL"
         if problem.nonlinear:
             note += " (gaps are measured on the linear part of the feasible set: an upper bound on the true gap)"
         if problem.form == "concave":
+            z = cp.Variable(problem.r)
             G = problem.op.columns(np.arange(n))
-            obj = -0.5 * cp.sum_squares(G @ w)
+            obj = -0.5 * cp.sum_squares(z)
             if problem.c is not None:
                 obj = obj + problem.c @ w
-            prob = cp.Problem(cp.Maximize(obj), cons)
-            prob.solve(solver=solver, **kw)
-            _check(prob, cp, w)
+            prob = cp.Problem(cp.Maximize(obj), cons + [z == G @ w])
+            _solve_checked(prob, cp, w)
             wv = np.clip(np.asarray(w.value, float), problem.lb, problem.ub)
             grad = problem.gradient(wv)
             gap = max(0.0, float(grad @ (oracle.lmo(grad) - wv)))
             hist = [{"iter": 1, "objective": problem.objective(wv), "step": float(np.linalg.norm(wv)), "gap": gap}]
             return Relaxation(w=wv, history=hist, iterations=1, converged=True, gap=gap,
                               message=note + "; concave objective solved as one convex program (certificate: duality gap)")
-        d = cp.Parameter(n)
-        prob = cp.Problem(cp.Maximize(d @ w - 0.5 * cp.sum_squares(w)), cons)
-        prox = max(float(ctx.options["prox"]), 1e-12)
 
         def sub(w_t: np.ndarray, grad: np.ndarray, v: np.ndarray) -> np.ndarray:
             rho = prox * max(float(np.abs(grad).max()), 1e-300)
-            d.value = w_t + grad / rho
-            with warnings.catch_warnings():  # inexact points are handled by the SCA loop
-                warnings.simplefilter("ignore", UserWarning)
-                prob.solve(solver=solver, warm_start=True, **kw)
-            _check(prob, cp, w)
+            prob = cp.Problem(cp.Maximize((w_t + grad / rho) @ w - 0.5 * cp.sum_squares(w)), cons)
+            _solve_checked(prob, cp, w)
             return np.clip(np.asarray(w.value, float), problem.lb, problem.ub)
 
         rel = sca_loop(problem, ctx, oracle, sub)
@@ -176,12 +238,25 @@ class ScaOsqp(Backend):
         return rel
 
 
-def _check(prob, cp, w) -> None:
-    """Infeasible -> InfeasibleProblemError; no point at all -> SolverError; an inexact point
-    (iteration limit) is accepted: the SCA loop rejects it if it lowers f."""
+def _solve_checked(prob, cp, w) -> None:
+    """Clarabel, then SCS when Clarabel's answer is inexact.  Only an accurate infeasibility
+    status from both is reported as infeasible; no point at all -> SolverError; an inexact
+    point is accepted (the SCA loop rejects it if it lowers f)."""
     from ..errors import InfeasibleProblemError, SolverError
 
-    if prob.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
-        raise InfeasibleProblemError("the continuous relaxation is infeasible (cvxpy reports infeasible).")
+    statuses = []
+    for solver in (cp.CLARABEL, cp.SCS):
+        with warnings.catch_warnings():  # inexact points are handled by the SCA loop
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                prob.solve(solver=solver)
+            except cp.error.SolverError as exc:
+                statuses.append(f"{solver}: {exc}")
+                continue
+        statuses.append(f"{solver}: {prob.status}")
+        if prob.status == cp.OPTIMAL:
+            return
+    if all(s.endswith(cp.INFEASIBLE) for s in statuses):
+        raise InfeasibleProblemError("the continuous relaxation is infeasible (Clarabel and SCS both report infeasible).")
     if w.value is None or not np.all(np.isfinite(w.value)):
-        raise SolverError(f"the cvxpy subproblem returned no point (status {prob.status}); try backend 'sca-exact'.")
+        raise SolverError(f"the cvxpy subproblem returned no point ({'; '.join(statuses)}); try backend 'sca-exact'.")

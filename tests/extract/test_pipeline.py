@@ -159,9 +159,12 @@ def test_non_finite_names_the_sample(mlp, pool, val, projector):
         extract_stats(mlp, mse_loss, pool, badv, ExtractConfig(projector=projector, **FAST))
 
 
-def test_verbose_progress_bar(mlp, pool, val, capsys):
-    extract_stats(mlp, mse_loss, pool[:8], val, ExtractConfig(**{**FAST, "verbose": True}))
+def test_verbose_progress_bar(mlp, pool, val, capsys, caplog):
+    with caplog.at_level("INFO", logger="direct_opt.extract"):
+        extract_stats(mlp, mse_loss, pool[:8], val, ExtractConfig(**{**FAST, "verbose": True}))
     err = capsys.readouterr().err
     assert "pool" in err and "sample/s" in err
+    assert "fingerprint (pool)" in err and "fingerprint (val)" in err  # the pass over every sample has a bar
+    assert any(f"8 pool + {len(val)} val samples" in r.getMessage() for r in caplog.records)  # and its time
     extract_stats(mlp, mse_loss, pool[:8], val, ExtractConfig(**FAST))
     assert capsys.readouterr().err == ""

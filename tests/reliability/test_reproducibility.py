@@ -120,7 +120,7 @@ def test_selection_json_is_an_audit_record_that_reproduces_the_selection(repro_s
     rec = recs[0]
     assert rec["direct_opt_version"] == __version__ and rec["backend"] == "fw-block"
     assert rec["parameters"] == {"k": _lib.REPRO_K, "tau": pytest.approx(rec["parameters"]["tau"]), "tau_rel": 0.5,
-                                 "max_iter": 7, "tol": 1e-4, "seed": 4, "time_limit": None, "local_search": True,
+                                 "max_iter": 7, "tol": 1e-4, "seed": 4, "time_limit": None, "certify": "auto", "local_search": True,
                                  "device": None}
     stats = GradientStats.load(repro_stats)
     assert rec["stats"]["checksum"] == stats.checksum() and rec["stats"]["checksums_verified"] is True
