@@ -135,9 +135,13 @@ class _OsqpSubproblem:
         n = problem.n
         rows = problem.all_linear_rows()
         self.problem, self.oracle, self.notes = problem, oracle, []
-        self.A = sp.vstack([rows.A, sp.identity(n, format="csr")], format="csc")
-        self.l = np.r_[rows.lo, problem.lb]
-        self.u = np.r_[rows.hi, problem.ub]
+        # each row scaled to max |coefficient| = 1: OSQP's tolerances are absolute, so a budget row of
+        # tiny or huge costs must not change the answer (scale invariance, docs/reliability.md)
+        size = np.asarray(abs(rows.A).max(axis=1).todense()).ravel()
+        size = np.where(size > 0, size, 1.0)
+        self.A = sp.vstack([sp.diags(1.0 / size) @ rows.A, sp.identity(n, format="csr")], format="csc")
+        self.l = np.r_[rows.lo / size, problem.lb]
+        self.u = np.r_[rows.hi / size, problem.ub]
         self.solver = osqp.OSQP()
         self.solver.setup(sp.identity(n, format="csc"), np.zeros(n), self.A, self.l, self.u, verbose=False,
                           eps_abs=eps, eps_rel=eps, max_iter=20000, polishing=True)
