@@ -10,8 +10,11 @@
     direct-opt online ...       (online batch selection vs static selection)
     direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
-Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
-Ctrl-C exits 130 with a message.  ``--debug`` shows tracebacks.
+Every command first checks all of its arguments (paths, numbers, names, that --out/--plot can
+be written) in one validation pass, before any work.  Bad arguments print one line
+``direct-opt: error: ...`` and exit 2; failures exit 1; Ctrl-C exits 130 with a message.
+``--debug`` shows tracebacks.  A closed stdout pipe (``... | head``) silences the remaining
+output but never stops a command from writing its files.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .cli_args import UsageError, add_problem_args, load_problem, one_line  # noqa: F401 - re-exported
+from .cli_args import (  # noqa: F401 - re-exported: direct_opt.cli.UsageError, .load_problem, .check_* keep working
+    UsageError, add_problem_args, check_device, check_input_path, check_number, check_output, check_problem_args,
+    load_problem, one_line,
+)
 
 # subcommand -> module providing add_parser(subparsers) and run(args) -> int
 SUBCOMMANDS = {
@@ -52,6 +58,16 @@ def plain_text(text: str) -> str:
     return re.sub(r"``([^`]+)``", r"`\1`", text)
 
 
+def _check_solve(args: argparse.Namespace) -> None:
+    from .solvers import available_backends
+
+    check_problem_args(args)
+    if args.backend not in available_backends():
+        raise UsageError(f"unknown backend {args.backend!r}; known backends: {available_backends()}")
+    check_output(args, "--out", allow_stdout=True)
+    check_device(args.device)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         raise UsageError(message)
@@ -76,7 +92,7 @@ def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str,
         "backend": res.backend,
         "parameters": params,
         "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
-                  "checksums_verified": not getattr(args, "no_verify", False)},
+                  "checksums_verified": bool(getattr(stats, "checksums_verified", False))},
         "environment": _environment(),
         "result": res.to_dict(),
     }
@@ -133,22 +149,24 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
+    from .output import STDOUT, write_output
     from .solvers import solve
-    from .stats import write_text_atomic
 
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
                 time_limit=args.time_limit, device=args.device, certify=args.certify, **kw)
-    print(res.summary())
+    log = sys.stderr if args.out == STDOUT else sys.stdout  # `--out -`: stdout holds the JSON only
     infeasible = res.status == "infeasible"
-    if args.out:
-        # an infeasible solve writes its status record beside --out, never something at --out
-        # that a pipeline could take for a selection
-        path = status_path(args.out) if infeasible else Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(selection_record(res, stats, problem, args), indent=1))
-        print(f"{'status (no selection)' if infeasible else 'selection'} written to {path}")
+    path = None
+    if args.out is not None and not (infeasible and args.out == STDOUT):  # the file first: a closed stdout
+        # must not cost the result. An infeasible solve writes its status record beside --out, never
+        # something at --out that a pipeline could take for a selection.
+        path = args.out if args.out == STDOUT else (status_path(args.out) if infeasible else Path(args.out))
+        write_output(path, json.dumps(selection_record(res, stats, problem, args), indent=1))
+    print(res.summary(), file=log)
+    if path is not None and path != STDOUT:
+        print(f"{'status (no selection)' if infeasible else 'selection'} written to {path}", file=log)
     if infeasible:
         print(f"direct-opt: error: {one_line(res.message)}", file=sys.stderr)
         return 1
@@ -180,10 +198,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_problem_args(p)
     p.add_argument("--backend", default="sca-exact", help="solver backend (see `direct-opt backends`)")
     p.add_argument("--no-local-search", action="store_true", help="skip the 1-swap local search after rounding")
-    p.add_argument("--out", default=None, help="write indices + certificates as JSON here")
+    p.add_argument("--out", default=None, help="write indices + certificates as JSON here ('-': stdout)")
     p.add_argument("--device", default=None,
                    help="torch device for the products with G, e.g. cuda (default: numpy on the CPU)")
-    p.set_defaults(func=_cmd_solve)
+    p.set_defaults(func=_cmd_solve, check=_check_solve)
     for name, module in SUBCOMMANDS.items():
         if argv is not None and name in HEAVY_HELP and name != command:
             sub.add_parser(name, help=HEAVY_HELP[name])
@@ -196,15 +214,28 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: errors that mean "bad arguments" wherever they are raised (exit 2, like UsageError)
+def _is_usage(exc: BaseException) -> bool:
+    from .errors import InvalidParameterError, OutputPathError, UnknownNameError, UnsupportedConstraintError
+
+    return isinstance(exc, (UsageError, InvalidParameterError, OutputPathError, UnknownNameError,
+                            UnsupportedConstraintError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``direct-opt`` console script."""
+    from .output import pipe_safe_stdout
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser(argv).parse_args(argv)
         if not getattr(args, "command", None):
             raise UsageError("no command given; try `direct-opt --help`")
-        return int(args.func(args) or 0)
+        if getattr(args, "check", None) is not None:
+            args.check(args)  # the validation pass: every argument, before any work
+        with pipe_safe_stdout():
+            return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"direct-opt: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -218,8 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         msg = one_line(exc) or type(exc).__name__
         print(f"direct-opt: error: {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 1
+        return 2 if _is_usage(exc) else 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - `python -m direct_opt.cli`: use the package's module, so
+    from direct_opt.cli import main as _main  # its UsageError is the one the subcommands raise
+
+    sys.exit(_main())
