@@ -453,6 +453,9 @@ class ReducedOperator:
     def columns(self, idx: np.ndarray) -> np.ndarray:
         return self.local.columns(idx)
 
+    def cols_rmatvec(self, idx: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return self.local.cols_rmatvec(idx, p)
+
     def col_sq_norms(self) -> np.ndarray:
         return self.local.col_sq_norms()
 

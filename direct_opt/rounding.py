@@ -11,6 +11,13 @@ distinct indices satisfying every constraint or says plainly that it could not:
    exact MILP feasibility search with HiGHS; failing that, status "infeasible";
 4. optional 1-swap local search: swap i in S for j outside when it raises f and keeps
    every constraint (gain q(2p^T(g_j-g_i) + ||g_j-g_i||^2) + c_j - c_i).
+
+The same code rounds a problem whose columns are spread over processes (a
+``problem.reduction`` such as :class:`direct_opt.distributed.Comm`, this process holding
+columns ``problem.offset`` onwards): every choice over the N samples (counts, sums, the
+cheapest, the best gain) is reduced through :class:`_Index`, which is the identity on one
+process. Over several processes the standard program is supported (cardinality and budget;
+no fixings, rows or MILP repair).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .problem import SelectionProblem
+from .reduction import LOCAL, Reduction
 from .tolerance import RTOL, fits
 
 NEAR_ONE = 1.0 - 1e-6
@@ -36,15 +44,90 @@ class Rounded:
     swaps: int = 0
 
 
+class _Index:
+    """The samples this process holds: global indices ``offset .. offset + n - 1`` of the N
+    spread over the processes of ``red`` (one process: all N, offset 0).  Masks and per-sample
+    arrays are local (n,); samples chosen across processes are named by global index (int64)."""
+
+    def __init__(self, red: Reduction, offset: int, n: int) -> None:
+        self.red, self.offset, self.n = red, int(offset), int(n)
+        self.distributed = red.distributed
+
+    def count(self, x: np.ndarray | int) -> int:
+        """Global number of True entries of a local mask (or sum of a local count)."""
+        return int(self.red.sum(np.int64(np.sum(x))))
+
+    def total(self, v: np.ndarray) -> float:
+        """Global sum of the local values ``v``."""
+        return float(self.red.sum(float(np.sum(v))))
+
+    def local(self, gidx: np.ndarray) -> np.ndarray:
+        """Local positions of the global indices this process holds."""
+        gidx = np.asarray(gidx, dtype=np.int64)
+        return gidx[(gidx >= self.offset) & (gidx < self.offset + self.n)] - self.offset
+
+    def _merge(self, keys: np.ndarray, loc: np.ndarray, m: int) -> np.ndarray:
+        """Global indices of the m smallest (key, index) among every process's candidates ``loc``
+        (local, already the m smallest here, in that order)."""
+        if not self.distributed:
+            return loc
+        ks = np.concatenate(self.red.allgather(keys[loc].astype(np.float64)))
+        gidx = np.concatenate(self.red.allgather(loc.astype(np.int64) + self.offset)).astype(np.int64)
+        return gidx[np.lexsort((gidx, ks))[: max(int(m), 0)]]
+
+    def smallest(self, keys: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
+        """Global indices of the m smallest ``keys`` among ``mask``, ordered by (key, index)."""
+        loc = np.flatnonzero(mask)
+        return self._merge(keys, loc[smallest_stable(keys[loc], max(int(m), 0))], m)
+
+    def first_in_order(self, order: np.ndarray, keys: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
+        """:meth:`smallest` given ``order``, the local stable argsort of ``keys``."""
+        return self._merge(keys, order[np.flatnonzero(mask[order])[: max(int(m), 0)]], m)
+
+    def best(self, j: int, value: float) -> int:
+        """Global index of the best of every process's best local candidate ``j`` (local index,
+        -1 for none) of gain ``value``: the largest value, ties to the lowest index."""
+        if not self.distributed:
+            return j
+        vals = np.concatenate(self.red.allgather(np.array([value], dtype=np.float64)))
+        gidx = np.concatenate(self.red.allgather(np.array([j + self.offset if j >= 0 else -1], np.int64)))
+        return int(gidx[int(np.argmax(vals))])  # ranks in index order: the first maximum is the lowest index
+
+    def values(self, v: np.ndarray, gidx: np.ndarray) -> np.ndarray:
+        """``v`` at global indices (every process gets them all)."""
+        if not self.distributed:
+            return v[gidx]
+        out = np.zeros(np.size(gidx))
+        own = (gidx >= self.offset) & (gidx < self.offset + self.n)
+        out[own] = v[gidx[own] - self.offset]
+        return self.red.sum(out)
+
+    def columns(self, op: object, gidx: np.ndarray) -> np.ndarray:
+        """G[:, gidx] (r, len) float64 (every process gets them all)."""
+        if not self.distributed:
+            return op.columns(gidx)  # type: ignore[attr-defined]
+        out = np.zeros((op.r, np.size(gidx)))  # type: ignore[attr-defined]
+        own = np.flatnonzero((gidx >= self.offset) & (gidx < self.offset + self.n))
+        if own.size:
+            out[:, own] = op.columns(gidx[own] - self.offset)  # type: ignore[attr-defined]
+        return self.red.sum(out)
+
+    def indices(self, x: np.ndarray) -> np.ndarray:
+        """Sorted global indices of a local mask."""
+        loc = np.flatnonzero(x).astype(np.int64)
+        return loc if not self.distributed else np.concatenate(self.red.allgather(loc + self.offset)).astype(np.int64)
+
+
 class _State:
     """Incremental bookkeeping of a growing/changing 0/1 selection."""
 
     def __init__(self, problem: SelectionProblem, track_gains: bool = True) -> None:
         self.P = problem
         self.track_gains = track_gains  # keep h = G^T p current (off for a fixed fill order)
-        n = problem.n
+        n = problem.op.n  # the samples this process holds
+        self.ix = _Index(getattr(problem, "reduction", LOCAL), getattr(problem, "offset", 0), n)
         self.x = np.zeros(n, dtype=bool)
-        self.p = np.zeros(problem.r)
+        self.p = np.zeros(problem.op.r)
         self.h = np.zeros(n)  # G^T p
         self.sq = problem.op.col_sq_norms()
         self.budget = 0.0
@@ -64,27 +147,30 @@ class _State:
         return self.Ad[i, cand] if self.Ad is not None else self.P.rows.A[i, cand].toarray().ravel()
 
     def add(self, idx: np.ndarray) -> None:
+        """Select the local samples ``idx`` (every process calls it, with its own, maybe none)."""
         idx = np.atleast_1d(idx)
-        if idx.size == 0:
+        if self.ix.count(idx.size) == 0:
             return
         self.x[idx] = True
         g = self.P.op.col_sum(idx)
         self.p += g
         if self.track_gains:
             self.h += self.P.op.rmatvec(g)
-        self.budget += float(self.P.a[idx].sum())
+        self.budget += self.ix.total(self.P.a[idx])
         if self.P.rows is not None:
             cols = self.P.rows.A[:, idx]
             self.Ax += np.asarray(cols.sum(axis=1)).ravel()
             self.absAx += np.asarray(abs(cols).sum(axis=1)).ravel()
 
     def swap(self, i: int, j: int) -> None:
-        self.x[i], self.x[j] = False, True
-        d = self.P.op.columns(np.array([j, i]))
+        """Replace sample i by sample j (global indices)."""
+        self.x[self.ix.local([i])], self.x[self.ix.local([j])] = False, True
+        d = self.ix.columns(self.P.op, np.array([j, i]))
         g = d[:, 0] - d[:, 1]
         self.p += g
         self.h += self.P.op.rmatvec(g)
-        self.budget += float(self.P.a[j] - self.P.a[i])
+        a_ji = self.ix.values(self.P.a, np.array([j, i]))
+        self.budget += float(a_ji[0] - a_ji[1])
         if self.P.rows is not None:
             cj, ci = self.col_rows(j).ravel(), self.col_rows(i).ravel()
             self.Ax += cj - ci
@@ -103,14 +189,13 @@ class _State:
         return g + P.c if P.c is not None else g
 
     def cheapest(self, avail: np.ndarray, m: int) -> np.ndarray:
-        """Indices of the m smallest a among available samples, ordered by (a, index): the first
-        m of a stable argsort of a restricted to ``avail`` (bool (N,)), in O(N + m log m)."""
-        idx = np.flatnonzero(avail)
-        return idx[smallest_stable(self.P.a[idx], max(int(m), 0))]
+        """Global indices of the m smallest a among available samples, ordered by (a, index): the
+        first m of a stable argsort of a restricted to ``avail`` (bool, local), in O(N + m log m)."""
+        return self.ix.smallest(self.P.a, avail, m)
 
     def cheapest_fill(self, avail: np.ndarray, m: int) -> tuple[float, float]:
         """(sum of the m-1 and of the m smallest a among available samples)."""
-        a_sorted = self.P.a[self.cheapest(avail, m)]
+        a_sorted = self.ix.values(self.P.a, self.cheapest(avail, m))
         s = np.cumsum(a_sorted[:m])
         s_m = float(s[-1]) if m and s.size >= m else np.inf
         s_m1 = float(s[m - 2]) if m >= 2 and s.size >= m - 1 else 0.0
@@ -162,13 +247,17 @@ class _LazyGains:
         self.h_s = self.P.op.rmatvec(self.p_s)
         self.scored = 0
 
-    def best(self, cand: np.ndarray) -> int:
-        """The candidate (from ``cand``, ascending indices) with the largest gain; ties -> lowest index."""
+    def best(self, cand: np.ndarray) -> tuple[int, float]:
+        """(the candidate (from ``cand``, ascending local indices) with the largest gain, that
+        gain); ties -> lowest index; (-1, -inf) without candidates."""
         P, st = self.P, self.st
+        if cand.size == 0:
+            return -1, -np.inf
         drift = float(np.linalg.norm(st.p - self.p_s))
         base = 2.0 * self.h_s[cand] + st.sq[cand] + (P.c[cand] if P.c is not None else 0.0)
         if drift == 0.0:
-            return int(cand[int(np.argmax(base))])
+            j = int(np.argmax(base))
+            return int(cand[j]), float(base[j])
         bound = base + 2.0 * self.norms[cand] * drift * (1 + 1e-12) + 1e-12 * np.abs(base)
         first = np.argpartition(-bound, min(64, cand.size) - 1)[:64]
         exact = self._exact(cand[first])
@@ -180,9 +269,9 @@ class _LazyGains:
             vals = np.concatenate([vals, self._exact(cand[more])])
         self.scored += pick.size
         best_j = int(pick[vals == vals.max()].min())
-        if self.scored > P.n // 4:
+        if self.scored > self.norms.size // 4:
             self.refresh()
-        return best_j
+        return best_j, float(vals.max())
 
     def _exact(self, idx: np.ndarray) -> np.ndarray:
         P, st = self.P, self.st
@@ -191,28 +280,28 @@ class _LazyGains:
 
 def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None) -> None:
     """Greedy fill up to K by marginal gain (or a fixed ``priority``) among completable candidates."""
-    P = st.P
+    P, ix = st.P, st.ix
     lazy = None
     if priority is None and P.q > 0 and st.track_gains:
         st.track_gains = False  # exact gains by _LazyGains; h is recomputed once at the end
         lazy = _LazyGains(st)
     order = np.argsort(P.a, kind="stable") if P.tau is not None else None  # (a, index) order, once
     try:
-        while st.x.sum() < P.k:
+        while ix.count(st.x) < P.k:
             avail = _available(st)
-            m = P.k - int(st.x.sum())
+            m = P.k - ix.count(st.x)
             cand = np.flatnonzero(avail)
-            if cand.size == 0:
+            if ix.count(cand.size) == 0:
                 return
             if P.tau is not None:
-                cheap = order[np.flatnonzero(avail[order])[:m]]  # the m cheapest available, (a, index) order
-                a_cheap = P.a[cheap]
+                cheap = ix.first_in_order(order, P.a, avail, m)  # the m cheapest available, (a, index) order
+                a_cheap = ix.values(P.a, cheap)
                 s_m = float(a_cheap.sum()) if cheap.size >= m else np.inf
                 s_m1 = float(a_cheap[: m - 1].sum())
                 a_c = P.a[cand]
                 # j fits if a_j plus the cheapest m-1 others fit (exact when j is not among them)
-                rank_small = np.zeros(P.n, dtype=bool)
-                rank_small[cheap[: m - 1]] = True
+                rank_small = np.zeros(ix.n, dtype=bool)
+                rank_small[ix.local(cheap[: m - 1])] = True
                 ok = fits(st.budget + a_c + s_m1, P.tau) | (rank_small[cand] & fits(st.budget + s_m, P.tau))
                 cand = cand[ok]
             if P.rows is not None and cand.size:
@@ -220,18 +309,20 @@ def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None
                 helpers = _deficit_helpers(st, cand) if cand.size else None
                 if helpers is not None and helpers.any():
                     cand = cand[helpers]
-            if cand.size == 0:
+            if ix.count(cand.size) == 0:
                 return
             if lazy is not None:
-                st.add(lazy.best(cand))
+                j, value = lazy.best(cand)
             else:
                 score = st.gains_in()[cand] if priority is None else priority[cand]
-                st.add(cand[int(np.argmax(score))])
+                top = int(np.argmax(score)) if cand.size else -1
+                j, value = (int(cand[top]), float(score[top])) if cand.size else (-1, -np.inf)
+            st.add(ix.local([ix.best(j, value)]))
             if deadline is not None and time.monotonic() > deadline:
                 # out of time: finish with the cheapest completable samples (no more gain scoring)
                 avail = _available(st)
-                rest = st.cheapest(avail, P.k - int(st.x.sum()))
-                st.add(rest)
+                rest = st.cheapest(avail, P.k - ix.count(st.x))
+                st.add(ix.local(rest))
                 return
     finally:
         if lazy is not None:
@@ -339,32 +430,29 @@ def smallest_stable(keys: np.ndarray, m: int) -> np.ndarray:
 
 def _local_search(st: _State, max_swaps: int, L: int, deadline: float | None) -> int:
     """Best-improvement 1-swap search over the L most promising ins and outs."""
-    P = st.P
+    P, ix = st.P, st.ix
     done = 0
     for _ in range(max_swaps):
         if deadline is not None and time.monotonic() > deadline:
             break
         gin, lout = st.gains_in(), st.losses_out()
-        ins = np.flatnonzero(_available(st))
-        outs = np.flatnonzero(st.x & (P.lb < 1))
-        if ins.size == 0 or outs.size == 0:
+        ins_mask, outs_mask = _available(st), st.x & (P.lb < 1)
+        if ix.count(ins_mask) == 0 or ix.count(outs_mask) == 0:
             break
         # outs: cheapest to lose, and most expensive (they free budget); ins: best gain, and best
-        # gain among those the budget can take in exchange for one of the outs
-        outs = np.unique(np.concatenate([
-            outs[smallest_stable(lout[outs], L)],
-            outs[smallest_stable(-P.a[outs], L // 2)],
-        ]))
-        top_in = ins[smallest_stable(-gin[ins], L)]
+        # gain among those the budget can take in exchange for one of the outs (global indices)
+        outs = np.unique(np.concatenate([ix.smallest(lout, outs_mask, L), ix.smallest(-P.a, outs_mask, L // 2)]))
+        top_in = ix.smallest(-gin, ins_mask, L)
+        a_outs = ix.values(P.a, outs)
         if P.tau is not None:
-            cheap = ins[fits(st.budget - float(P.a[outs].max()) + P.a[ins], P.tau, st.budget + P.a[ins])]
-            top_in = np.concatenate([top_in, cheap[smallest_stable(-gin[cheap], L)]])
+            cheap = ins_mask & fits(st.budget - float(a_outs.max()) + P.a, P.tau, st.budget + P.a)
+            top_in = np.concatenate([top_in, ix.smallest(-gin, cheap, L)])
         ins = np.unique(top_in)
-        gram = P.op.columns(outs).T @ P.op.columns(ins)  # (Lo, Li)
-        gain = gin[ins][None, :] - lout[outs][:, None] - 2.0 * P.q * gram
+        gram = ix.columns(P.op, outs).T @ ix.columns(P.op, ins)  # (Lo, Li)
+        gain = ix.values(gin, ins)[None, :] - ix.values(lout, outs)[:, None] - 2.0 * P.q * gram
         ok = np.ones_like(gain, dtype=bool)
         if P.tau is not None:
-            ok &= fits(st.budget - P.a[outs][:, None] + P.a[ins][None, :], P.tau)
+            ok &= fits(st.budget - a_outs[:, None] + ix.values(P.a, ins)[None, :], P.tau)
         if P.rows is not None:
             c_out, c_in = st.col_rows(outs), st.col_rows(ins)
             after = st.Ax[:, None, None] - c_out[:, :, None] + c_in[:, None, :]
@@ -412,28 +500,29 @@ def round_selection(
     P = problem
     st = _State(P, track_gains=priority is None)
     notes = []
+    ix = st.ix
     fixed_in = np.flatnonzero(P.lb >= 1)
-    if fixed_in.size > P.k:
-        return Rounded(np.empty(0, np.int64), False, f"cardinality: {fixed_in.size} must-include samples exceed K={P.k}.")
+    n_fixed = ix.count(fixed_in.size)
+    if n_fixed > P.k:
+        return Rounded(np.empty(0, np.int64), False, f"cardinality: {n_fixed} must-include samples exceed K={P.k}.")
     st.add(fixed_in)
     if w is not None:
         w = np.asarray(w, dtype=np.float64)
-        near = np.flatnonzero((w >= NEAR_ONE) & _available(st))
-        near = near[np.argsort(-w[near], kind="stable")][: P.k - int(st.x.sum())]
+        near = ix.local(ix.smallest(-w, (w >= NEAR_ONE) & _available(st), P.k - ix.count(st.x)))
         trial = st.x.copy()
         trial[near] = True
-        m_rest = P.k - int(trial.sum())
+        m_rest = P.k - ix.count(trial)
         avail_after = (~trial) & (P.ub > 0)
         fit = True
         if P.tau is not None:
             _, s_rest = st.cheapest_fill(avail_after, m_rest) if m_rest else (0.0, 0.0)
-            fit = fits(float(P.a[trial].sum()) + s_rest, P.tau)
+            fit = fits(ix.total(P.a[trial]) + s_rest, P.tau)
         if P.rows is not None:
             ax = P.rows.A @ trial.astype(float)
             fit = fit and bool(fits(ax, P.rows.hi, abs(P.rows.A) @ trial.astype(float)).all())
         if fit:
             st.add(near)
-            notes.append(f"kept {near.size} near-integral entries of w")
+            notes.append(f"kept {ix.count(near.size)} near-integral entries of w")
         else:
             notes.append("near-integral part of w did not fit the constraints; filled greedily instead")
     _fill(st, deadline, priority)
@@ -442,8 +531,8 @@ def round_selection(
         _swap_repair(st, max_iter=50, rng=rng, deadline=deadline)
         if st.x.sum() == P.k and _violation_total(P, st.x) == 0.0:
             notes.append("swap repair restored feasibility")
-    feasible = st.x.sum() == P.k and P.is_feasible(st.x.astype(float))
-    if not feasible and not P.nonlinear:
+    feasible = ix.count(st.x) == P.k and P.is_feasible(st.x.astype(float))
+    if not feasible and not P.nonlinear and not ix.distributed:  # the MILP needs the whole problem
         lin = P.gradient(w) if w is not None else st.gains_in()
         sel = _milp_repair(P, lin, milp_time_limit)
         if sel is not None and sel.size == P.k and P.is_feasible(_indicator(P.n, sel)):
@@ -459,7 +548,7 @@ def round_selection(
     if local_search:
         swaps = _local_search(st, max_swaps, swap_pool, deadline)
         notes.append(f"1-swap local search made {swaps} swaps")
-    return Rounded(np.flatnonzero(st.x).astype(np.int64), True, "; ".join(notes), swaps)
+    return Rounded(ix.indices(st.x), True, "; ".join(notes), swaps)
 
 
 def _indicator(n: int, idx: np.ndarray) -> np.ndarray:

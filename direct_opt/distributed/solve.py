@@ -6,8 +6,8 @@ one over a reduction (:class:`Comm`): the SCA loop of :func:`direct_opt.solvers.
 the structured oracle ``DirectPolytope(a_block, K, tau, reduction=comm)`` (its top-K global
 by :func:`direct_opt.reduction.top_k_mask`, ties to the lower global index), the operator
 :class:`~direct_opt.linop.ReducedOperator` and the bounds of :mod:`direct_opt.certificates`.
-This module sets up the shards and rounds: the greedy completion + 1-swap local search of
-:mod:`direct_opt.rounding`, mirrored with global selections so the selection is the same.
+The rounding (greedy completion + 1-swap local search) is :func:`direct_opt.rounding.round_selection`
+over the same reduction.  This module sets up the shards.
 
 * :func:`dist_top_k`, :func:`dist_lmo` — the global top-K and the exact linear oracle of
   {0<=w<=1, 1^T w = K, a^T w <= tau} over the ranks (thin wrappers of the above);
@@ -32,12 +32,12 @@ from ..oracle import DirectPolytope
 from ..reduction import top_k_mask
 from ..tolerance import fits
 from ..result import SelectionResult
+from ..rounding import round_selection
 from ..solvers.base import Context
 from ..solvers.sca import sca_loop
 from .comm import Comm
 
 SUPPORTED_BACKENDS = ("sca-exact",)
-NEAR_ONE = 1.0 - 1e-6
 
 
 def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -106,8 +106,33 @@ class ShardedProblem:
     def n_local(self) -> int:
         return self.op.n
 
-    # the objective f(w) = ||G w||^2 (convex form, no linear term), as SelectionProblem has it
+    # the objective f(w) = ||G w||^2 (convex form, no linear term) and the standard constraint
+    # set only (no fixings, rows or other constraints), as SelectionProblem has them
     form, q, c = "convex", 1.0, None
+    rows, constraints, nonlinear, has_bounds = None, [], [], False
+
+    @property
+    def reduction(self) -> Comm:
+        return self.comm
+
+    @property
+    def lb(self) -> np.ndarray:
+        return np.zeros(self.n_local)
+
+    @property
+    def ub(self) -> np.ndarray:
+        return np.ones(self.n_local)
+
+    def min_budget(self) -> float:
+        """Sum of the K smallest stiff costs over all ranks (the smallest feasible tau)."""
+        return k_smallest_sum(self.a, np.ones(self.n_local, dtype=bool), self.k, self.comm)[0]
+
+    def is_feasible(self, x: np.ndarray) -> bool:
+        """This rank's block ``x`` of a selection has K entries in all and meets the budget."""
+        sel = np.asarray(x) > 0.5
+        if int(self.comm.sum(np.int64(sel.sum()))) != self.k:
+            return False
+        return self.tau is None or fits(float(self.comm.sum(self.a[sel].sum())), self.tau)
 
     def value_from(self, p: np.ndarray, w: np.ndarray) -> float:
         """f(w) given p = G w (r,)."""
@@ -177,16 +202,16 @@ def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_it
     ctx = Context(int(max_iter), float(tol), int(seed), None, {"init": "norms", "prox": 0.0}, reduction=comm)
     rel = sca_loop(P, ctx, oracle, lambda w, grad, v: v)
     w, f_rel = rel.w, rel.history[-1]["objective"] if rel.history else P.value_from(P.op.matvec(rel.w), rel.w)
-    x, notes, swaps = _round(P, w, P.local.col_sq_norms(), local_search, max_swaps, swap_pool)
-    local_idx = np.flatnonzero(x)
-    indices = np.sort(np.concatenate(comm.allgather(local_idx.astype(np.int64) + P.offset))).astype(np.int64)
-    p_int = P.op.col_sum(local_idx)
+    rounded = round_selection(P, w, local_search=local_search, max_swaps=max_swaps, swap_pool=swap_pool)
+    indices = rounded.indices  # global, sorted, on every rank
+    mine = indices[(indices >= P.offset) & (indices < P.offset + P.n_local)] - P.offset
+    p_int = P.op.col_sum(mine)
     objective = float(p_int @ p_int)
-    budget_used = float(comm.sum(P.a[x].sum()))
+    budget_used = float(comm.sum(P.a[mine].sum()))
     viol = {"cardinality": abs(float(indices.size) - P.k), "box": 0.0}
     if P.tau is not None:
         viol["budget"] = max(0.0, budget_used - P.tau)
-    feasible = indices.size == P.k and (P.tau is None or fits(budget_used, P.tau))
+    feasible = rounded.ok and indices.size == P.k and (P.tau is None or fits(budget_used, P.tau))
     ub = upper_bound(P, oracle=oracle)
     converged = rel.converged
     return SelectionResult(
@@ -195,149 +220,10 @@ def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_it
         w=None, objective_relaxed=f_rel, upper_bound=ub,
         certified_ratio=certified_ratio(objective, ub) if feasible else None,
         feasible=feasible, violations=viol, status=("converged" if converged else "max_iter") if feasible else "infeasible",
-        message="; ".join([f"sharded over {comm.world} rank(s)"] + ([rel.message] if rel.message else []) + notes),
+        message="; ".join([f"sharded over {comm.world} rank(s)"] + ([rel.message] if rel.message else [])
+                          + [rounded.message]),
         history=rel.history, iterations=rel.iterations,
         converged=converged, time_s=time.monotonic() - t0, backend=backend, gap=rel.gap,
-        info={"swaps": swaps, "world": comm.world, "w_local": w, "max_iter": max_iter, "tol": tol, "seed": seed,
+        info={"swaps": rounded.swaps, "world": comm.world, "w_local": w, "max_iter": max_iter, "tol": tol, "seed": seed,
               "options": {"init": "norms", "prox": 0.0}},
     )
-
-
-# -------------------------------------------------------------------- rounding
-def _best_local(key: np.ndarray, mask: np.ndarray, L: int) -> np.ndarray:
-    """Local indices of the (up to) L smallest ``key`` among ``mask`` (ties: lower index)."""
-    cand = np.flatnonzero(mask)
-    return cand[np.argsort(key[cand], kind="stable")[:L]]
-
-
-def _global_best(P: ShardedProblem, key: np.ndarray, mask: np.ndarray, L: int) -> np.ndarray:
-    """Global indices of the L smallest ``key`` among ``mask`` over all ranks (ties: lower index),
-    i.e. the serial ``idx[np.argsort(key[idx], kind="stable")[:L]]``."""
-    loc = _best_local(key, mask, L)
-    keys = np.concatenate(P.comm.allgather(key[loc]))
-    gidx = np.concatenate(P.comm.allgather(loc.astype(np.int64) + P.offset)).astype(np.int64)
-    return gidx[np.lexsort((gidx, keys))[:L]]
-
-
-def _round(P: ShardedProblem, w: np.ndarray, sq: np.ndarray, local_search: bool,
-           max_swaps: int, L: int) -> tuple[np.ndarray, list[str], int]:
-    """Mirror of rounding.round_selection for the standard set: near-integral part, greedy fill,
-    1-swap local search.  Returns (local 0/1 mask, notes, swaps)."""
-    comm, tau = P.comm, P.tau
-    x = np.zeros(P.n_local, dtype=bool)
-    p = np.zeros(P.op.r)
-    h = np.zeros(P.n_local)
-    budget = 0.0
-    notes: list[str] = []
-
-    def add_local(mask_new: np.ndarray) -> None:
-        nonlocal p, h, budget
-        idx = np.flatnonzero(mask_new)
-        x[idx] = True
-        g = P.op.col_sum(idx)
-        p = p + g
-        h = h + P.op.rmatvec(g)
-        budget += float(comm.sum(P.a[idx].sum()))
-
-    near = (w >= NEAR_ONE) & ~x
-    n_near = int(comm.sum(np.int64(near.sum())))
-    if n_near > P.k:  # keep the K largest (never happens for a feasible w)
-        near = dist_top_k(np.where(near, w, -np.inf), P.k, comm) & near
-        n_near = P.k
-    m_rest = P.k - n_near
-    fit = True
-    if tau is not None:
-        s_rest, _ = k_smallest_sum(P.a, ~near, m_rest, comm)
-        fit = fits(float(comm.sum(P.a[near].sum())) + s_rest, tau)
-    if fit:
-        add_local(near)
-        notes.append(f"kept {n_near} near-integral entries of w")
-    else:
-        notes.append("near-integral part of w did not fit the constraints; filled greedily instead")
-    count = n_near if fit else 0
-    while count < P.k:  # greedy fill by marginal gain among completable candidates
-        avail = ~x
-        m = P.k - count
-        cand = avail.copy()
-        if tau is not None:
-            s_m1, small = k_smallest_sum(P.a, avail, m - 1, comm)
-            s_m, _ = k_smallest_sum(P.a, avail, m, comm)
-            cand &= fits(budget + P.a + s_m1, tau) | (small & fits(budget + s_m, tau))
-        gains = np.where(cand, 2.0 * h + sq, -np.inf)
-        j_loc = int(np.argmax(gains)) if gains.size else 0
-        best = comm.allgather(np.array([gains[j_loc] if gains.size else -np.inf]))
-        vals = np.array([b[0] for b in best])
-        if not np.isfinite(vals.max()):
-            break
-        owner = int(np.argmax(vals))  # first maximum = lowest global index among equal gains
-        new = np.zeros(P.n_local, dtype=bool)
-        if comm.rank == owner:
-            new[j_loc] = True
-        add_local(new)
-        count += 1
-    if count < P.k:
-        notes.append("infeasible: no K-subset completes within the budget (sharded rounding has no MILP repair)")
-        return x, notes, 0
-    swaps = 0
-    if local_search:
-        swaps = _local_search(P, x, p, h, sq, budget, max_swaps, L)
-        notes.append(f"1-swap local search made {swaps} swaps")
-    return x, notes, swaps
-
-
-def _local_search(P: ShardedProblem, x: np.ndarray, p: np.ndarray, h: np.ndarray, sq: np.ndarray, budget: float,
-                  max_swaps: int, L: int) -> int:
-    """Best-improvement 1-swap search over the L most promising ins and outs (as rounding._local_search)."""
-    comm, tau = P.comm, P.tau
-    done = 0
-    for _ in range(max_swaps):
-        gin, lout = 2.0 * h + sq, 2.0 * h - sq
-        ins_m, outs_m = ~x, x
-        if int(comm.sum(np.int64(ins_m.sum()))) == 0 or int(comm.sum(np.int64(outs_m.sum()))) == 0:
-            break
-        outs = np.unique(np.concatenate([_global_best(P, lout, outs_m, L), _global_best(P, -P.a, outs_m, L // 2)]))
-        top_in = _global_best(P, -gin, ins_m, L)
-        if tau is not None:
-            a_outs = _values_at(P, P.a, outs)
-            after = budget - float(a_outs.max()) + P.a
-            top_in = np.concatenate([top_in, _global_best(P, -gin, ins_m & fits(after, tau, budget + P.a), L)])
-        ins = np.unique(top_in)
-        G_out, G_in = _columns_at(P, outs), _columns_at(P, ins)
-        gin_in, lout_out = _values_at(P, gin, ins), _values_at(P, lout, outs)
-        gain = gin_in[None, :] - lout_out[:, None] - 2.0 * (G_out.T @ G_in)
-        ok = np.ones_like(gain, dtype=bool)
-        if tau is not None:
-            ok &= fits(budget - _values_at(P, P.a, outs)[:, None] + _values_at(P, P.a, ins)[None, :], tau)
-        thresh = 1e-12 * abs(float(p @ p))
-        gain = np.where(ok, gain, -np.inf)
-        flat = int(np.argsort(-gain, axis=None, kind="stable")[0])
-        a_, b_ = np.unravel_index(flat, gain.shape)
-        if not gain[a_, b_] > thresh:
-            break
-        i, j = int(outs[a_]), int(ins[b_])
-        d = G_in[:, b_] - G_out[:, a_]
-        for gi, val in ((i, False), (j, True)):
-            if P.offset <= gi < P.offset + P.n_local:
-                x[gi - P.offset] = val
-        p += d
-        h += P.op.rmatvec(d)
-        budget += float(_values_at(P, P.a, np.array([j]))[0] - _values_at(P, P.a, np.array([i]))[0])
-        done += 1
-    return done
-
-
-def _values_at(P: ShardedProblem, v: np.ndarray, gidx: np.ndarray) -> np.ndarray:
-    """v at global indices ``gidx`` (replicated on every rank)."""
-    out = np.zeros(gidx.size)
-    loc = (gidx >= P.offset) & (gidx < P.offset + P.n_local)
-    out[loc] = v[gidx[loc] - P.offset]
-    return P.comm.sum(out)
-
-
-def _columns_at(P: ShardedProblem, gidx: np.ndarray) -> np.ndarray:
-    """G[:, gidx] (r, len) float64, replicated on every rank (each column from its owner)."""
-    out = np.zeros((P.op.r, gidx.size))
-    loc = np.flatnonzero((gidx >= P.offset) & (gidx < P.offset + P.n_local))
-    if loc.size:
-        out[:, loc] = P.op.columns(gidx[loc] - P.offset)
-    return P.comm.sum(out)
