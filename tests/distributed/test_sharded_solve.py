@@ -50,6 +50,20 @@ def test_serial_sharded_solve_equals_solve():
     assert res.upper_bound == pytest.approx(ref.upper_bound, rel=1e-6)
 
 
+def test_sharded_rounding_is_round_selection_and_names_an_impossible_budget():
+    from direct_opt.rounding import diagnose_infeasibility, round_selection
+
+    G, a, k, tau = instance()
+    w = np.random.default_rng(3).uniform(size=a.size)
+    sharded, whole = ShardedProblem.from_arrays(G, a, k, tau, Comm()), SelectionProblem(G, a, k, tau)
+    got, want = round_selection(sharded, w), round_selection(whole, w)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert (got.message, got.swaps) == (want.message, want.swaps)
+    tight = 0.5 * float(np.sort(a)[:k].sum())
+    assert diagnose_infeasibility(ShardedProblem.from_arrays(G, a, k, tight, Comm())) == diagnose_infeasibility(
+        SelectionProblem(G, a, k, tight))
+
+
 def test_unsupported_backend_is_a_clear_error():
     G, a, k, tau = instance(200, 3)
     prob = ShardedProblem.from_arrays(G, a, k, tau, Comm())
