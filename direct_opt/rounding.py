@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -84,12 +85,13 @@ class _Index:
         """:meth:`smallest` given ``order``, the local stable argsort of ``keys``."""
         return self._merge(keys, order[np.flatnonzero(mask[order])[: max(int(m), 0)]], m)
 
-    def best(self, j: int, value: float) -> int:
+    def best(self, j: int, gain: Callable[[], float]) -> int:
         """Global index of the best of every process's best local candidate ``j`` (local index,
-        -1 for none) of gain ``value``: the largest value, ties to the lowest index."""
+        -1 for none) whose gain is ``gain()`` (called only when there are other processes):
+        the largest gain, ties to the lowest index."""
         if not self.distributed:
             return j
-        vals = np.concatenate(self.red.allgather(np.array([value], dtype=np.float64)))
+        vals = np.concatenate(self.red.allgather(np.array([gain()], dtype=np.float64)))
         gidx = np.concatenate(self.red.allgather(np.array([j + self.offset if j >= 0 else -1], np.int64)))
         return int(gidx[int(np.argmax(vals))])  # ranks in index order: the first maximum is the lowest index
 
@@ -247,17 +249,13 @@ class _LazyGains:
         self.h_s = self.P.op.rmatvec(self.p_s)
         self.scored = 0
 
-    def best(self, cand: np.ndarray) -> tuple[int, float]:
-        """(the candidate (from ``cand``, ascending local indices) with the largest gain, that
-        gain); ties -> lowest index; (-1, -inf) without candidates."""
+    def best(self, cand: np.ndarray) -> int:
+        """The candidate (from ``cand``, ascending indices) with the largest gain; ties -> lowest index."""
         P, st = self.P, self.st
-        if cand.size == 0:
-            return -1, -np.inf
         drift = float(np.linalg.norm(st.p - self.p_s))
         base = 2.0 * self.h_s[cand] + st.sq[cand] + (P.c[cand] if P.c is not None else 0.0)
         if drift == 0.0:
-            j = int(np.argmax(base))
-            return int(cand[j]), float(base[j])
+            return int(cand[int(np.argmax(base))])
         bound = base + 2.0 * self.norms[cand] * drift * (1 + 1e-12) + 1e-12 * np.abs(base)
         first = np.argpartition(-bound, min(64, cand.size) - 1)[:64]
         exact = self._exact(cand[first])
@@ -271,7 +269,11 @@ class _LazyGains:
         best_j = int(pick[vals == vals.max()].min())
         if self.scored > self.norms.size // 4:
             self.refresh()
-        return best_j, float(vals.max())
+        return best_j
+
+    def gain(self, j: int) -> float:
+        """The exact gain of candidate ``j``."""
+        return float(self._exact(np.array([j]))[0])
 
     def _exact(self, idx: np.ndarray) -> np.ndarray:
         P, st = self.P, self.st
@@ -311,13 +313,16 @@ def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None
                     cand = cand[helpers]
             if ix.count(cand.size) == 0:
                 return
-            if lazy is not None:
-                j, value = lazy.best(cand)
+            if cand.size == 0:  # none here, some on another process
+                j, gain = -1, (lambda: -np.inf)
+            elif lazy is not None:
+                j = lazy.best(cand)
+                gain = (lambda: lazy.gain(j))  # noqa: E731 - evaluated at once, only across processes
             else:
                 score = st.gains_in()[cand] if priority is None else priority[cand]
-                top = int(np.argmax(score)) if cand.size else -1
-                j, value = (int(cand[top]), float(score[top])) if cand.size else (-1, -np.inf)
-            st.add(ix.local([ix.best(j, value)]))
+                top = int(np.argmax(score))
+                j, gain = int(cand[top]), (lambda: float(score[top]))
+            st.add(ix.local([ix.best(j, gain)]))
             if deadline is not None and time.monotonic() > deadline:
                 # out of time: finish with the cheapest completable samples (no more gain scoring)
                 avail = _available(st)
