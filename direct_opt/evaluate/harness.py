@@ -464,6 +464,15 @@ def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dic
     return core, records, pending
 
 
+def _with_optimizer_state(cfg: Any, annealer: Any) -> Any:
+    """``cfg`` with the annealer's checkpoint AdamW state (the features of faithful ``less``) when
+    the config has none, the annealer has one and the projector forms per-sample gradients."""
+    state = getattr(annealer, "optimizer_state", lambda: None)()
+    if cfg.optimizer_state is not None or state is None or cfg.projector in ("kronecker", "paper"):
+        return cfg
+    return dataclasses.replace(cfg, optimizer_state=state)
+
+
 def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
                   ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Phase 3: gradient statistics (once, when a pending selector needs them; stored in
@@ -474,7 +483,7 @@ def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
 
         t0 = time.perf_counter()
         plan.stats = extract_stats(plan.annealer.model(), plan.loss_fn, plan.data.pool, plan.data.val,
-                                   plan.extract_config)
+                                   _with_optimizer_state(plan.extract_config, plan.annealer))
         extract_time = time.perf_counter() - t0
     stats = plan.stats
     if stats is None:

@@ -20,11 +20,12 @@ from tqdm.auto import tqdm
 from .ranks import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
                     read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
-from ..stats import GradientStats, check_sample_arrays
+from ..stats import GradientStats, check_sample_arrays, check_val_groups
 from ..threads import fixed_threads
 from .config import ExtractConfig
 from .curvature import CURVATURES, fisher_eigen, lanczos
 from .data import LossFn, batch_ranges, data_fingerprint, default_collate_samples, iter_batches, to_device
+from .adam import AdamDirection
 from .elbow import choose_k_star
 from .hf import token_counts
 from .params import model_fingerprint, select_params
@@ -32,7 +33,7 @@ from .per_sample import PerSampleGrad
 from .projector_registry import make_projector, projector_input
 from .projectors import BasisProjector
 from .shards import OutputDir
-from .sketch import DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
+from .sketch import AdamSketcher, DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
 
 log = logging.getLogger("direct_opt.extract")
 
@@ -83,7 +84,7 @@ def _fisher_curvature(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig
             bar.update(e - s)
     z_val = gather_batches(zs, len(ranges), comm)  # (M, k) in batch order on every rank
     lam, vec = fisher_eigen(z_val)
-    arrays = {"eigvals": lam, "basis": vec, "val_mean": z_val.astype(np.float64).mean(0),
+    arrays = {"eigvals": lam, "basis": vec, "val_mean": z_val.astype(np.float64).mean(0), "val_sketch": z_val,
               "val_losses": gather_batches(ls, len(ranges), comm).ravel()}
     info = {"kind": "fisher", "k": int(lam.size), "m": len(val)}
     return share_arrays(arrays, info, comm) if comm is not None else (arrays, info)
@@ -121,6 +122,16 @@ def _hessian_curvature(engine: PerSampleGrad, val: Sequence[Any], cfg: ExtractCo
                     "lanczos_steps": int(cfg.lanczos_steps or min(engine.dim, 2 * k + 20))}
 
 
+def _val_sketches(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig, device: torch.device) -> np.ndarray:
+    """(M, k) float32 sketches of the per-example validation gradients (plain SGD gradients)."""
+    out = []
+    with _bar(cfg, len(val), "validation (sketches)") as bar:
+        for _, s, e, batch in iter_batches(val, batch_ranges(len(val), cfg.batch_size), cfg.collate_fn):
+            out.append(sketcher.sketch(to_device(batch, device), e - s, s, "validation")[1].numpy())
+            bar.update(e - s)
+    return np.concatenate(out).astype(np.float32)
+
+
 class _IdentityProjector(BasisProjector):
     """z = g (used to collect full validation gradients for the Hessian mode)."""
 
@@ -135,6 +146,7 @@ class _IdentityProjector(BasisProjector):
 def extract_stats(
     model: torch.nn.Module, loss_fn: LossFn, train_samples: Sequence[Any], val_samples: Sequence[Any],
     cfg: ExtractConfig | None = None, comm: Any = None, *, sample_ids: Sequence[Any] | np.ndarray | None = None,
+    val_groups: Sequence[Any] | np.ndarray | None = None,
 ) -> GradientStats:
     """Gradient statistics of a candidate pool at the model's current weights.
 
@@ -152,11 +164,15 @@ def extract_stats(
             identical to a one-process run; see docs/scaling.md.
         sample_ids: (N,) unique id of each pool sample (integers or strings, e.g. an id column);
             default: the pool index 0..N-1. Stored as ``stats.sample_ids``.
+        val_groups: (M,) group label of each validation sample (integers or strings, e.g. the
+            task), stored as ``stats.val_groups``: LESS takes the max over groups.
     Returns:
         GradientStats with G_flat (k-k*, N), a_stiff (N,), eigvals (k,), k_star, G_stiff
         (k*, N) if ``cfg.store_stiff``, val_grad (k,), losses (N,), grad_norms (N,) and a
         JSON ``config`` (the ExtractConfig, projector, curvature, fingerprints, version),
-        ``sample_ids`` and, for token samples (dicts with ``input_ids``), ``token_counts`` (N,).
+        ``sample_ids`` and, for token samples (dicts with ``input_ids``), ``token_counts`` (N,);
+        val_coords (k, M) per-example validation gradients in the same coordinates, and
+        adam_coords (k, N) (the Adam update directions) when ``cfg.optimizer_state`` is given.
     Raises:
         ExtractionError, InvalidParameterError, UnknownNameError, OutputLockedError.
     """
@@ -166,7 +182,8 @@ def extract_stats(
             raise ExtractionError(f"{label} is empty; pass at least one sample.")
     ids = np.arange(len(train_samples), dtype=np.int64) if sample_ids is None else sample_ids
     ids, counts = check_sample_arrays(len(train_samples), ids, token_counts(train_samples))
-    per_sample = {"sample_ids": ids, "token_counts": counts}
+    per_sample = {"sample_ids": ids, "token_counts": counts,
+                  "val_groups": check_val_groups(len(val_samples), val_groups)}
     device = torch.device(cfg.device)
     was_training = model.training
     model.to(device)
@@ -214,13 +231,23 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         basis = torch.from_numpy(np.asarray(curv["basis"], dtype=np.float32))
         sketcher = DenseSketcher(engine, BasisProjector(basis, device, label="hessian eigenvectors"))
     assert sketcher is not None
+    if "val_sketch" not in curv:  # hessian mode (or a run directory saved before it was stored)
+        curv["val_sketch"] = _val_sketches(sketcher, val, cfg, device)
+    pool_sketcher: Sketcher = sketcher
+    if cfg.optimizer_state is not None:
+        if type(sketcher) is not DenseSketcher:
+            raise ExtractionError(
+                f"optimizer_state (Adam features for LESS) needs per-sample gradients, which the "
+                f"{type(sketcher).__name__} of projector {cfg.projector!r} never forms; use projector='gaussian' "
+                "or 'sjlt', or drop optimizer_state.")
+        pool_sketcher = AdamSketcher(sketcher, AdamDirection(cfg.optimizer_state, model, engine.names, device))
     lam = np.asarray(curv["eigvals"], dtype=np.float64)
     k = int(lam.size)
     k_star = choose_k_star(cfg.elbow, lam, cfg.elbow_energy)
 
     # ------------------------------------------------------------ pool pass
     ranges = batch_ranges(len(train), cfg.batch_size)
-    cols = 2 + k
+    cols = 2 + k * (2 if pool_sketcher is not sketcher else 1)  # [loss, |g|², R g, (R Γ(g))]
     rows: list[np.ndarray] = []
     present = {b for b in range(len(ranges)) if out.has_shard(b)} if out is not None else set()
     with _bar(cfg, len(train), "pool", initial=sum(ranges[b][1] - ranges[b][0] for b in present)) as bar:
@@ -232,7 +259,7 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
                 rows.append(kept)
                 continue
             batch = (cfg.collate_fn or default_collate_samples)([train[i] for i in range(s, e)])
-            loss, z, sq = sketcher.sketch(to_device(batch, device), e - s, s, "pool")
+            loss, z, sq = pool_sketcher.sketch(to_device(batch, device), e - s, s, "pool")
             arr = np.concatenate([loss.numpy()[:, None], sq.numpy()[:, None], z.numpy()], 1).astype(np.float32)
             if out is not None:
                 out.save_shard(b, arr)
@@ -248,9 +275,16 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         table = gather_batches(dict(zip(my_batches(len(ranges), comm), rows)), len(ranges), comm)
 
     # ------------------------------------------------- eigen-coordinates
-    z = table[:, 2:].astype(np.float64)
     basis = np.ascontiguousarray(curv["basis"], dtype=np.float64)  # one memory order: same BLAS path, same bits
-    coords = math.sqrt(k) * (z @ basis) if not hessian else math.sqrt(k) * z  # (N, k)
+
+    def rotate(z: np.ndarray) -> np.ndarray:  # sketches (n, k) -> eigen-coordinates (n, k)
+        z = np.asarray(z, dtype=np.float64)
+        return math.sqrt(k) * (z @ basis) if not hessian else math.sqrt(k) * z
+
+    coords = rotate(table[:, 2:2 + k])  # (N, k)
+    extra = {"val_coords": np.ascontiguousarray(rotate(curv["val_sketch"]).T, dtype=np.float32)}
+    if cols > 2 + k:
+        extra["adam_coords"] = np.ascontiguousarray(rotate(table[:, 2 + k:]).T, dtype=np.float32)
     val_grad = math.sqrt(k) * (np.asarray(curv["val_mean"]) @ basis if not hessian else np.asarray(curv["val_mean"]))
     stiff = coords[:, :k_star]
     a = (stiff**2) @ np.clip(lam[:k_star], 0.0, None)
@@ -281,6 +315,7 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         losses=table[:, 0].copy(),
         grad_norms=np.sqrt(np.clip(table[:, 1].astype(np.float64), 0, None)).astype(np.float32),
         config=config,
+        **extra,
         **(per_sample or {}),
     )
     if out is not None and (comm is None or comm.rank == 0):
