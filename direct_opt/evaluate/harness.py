@@ -405,6 +405,7 @@ def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: A
         from ..extract import ExtractConfig
 
         extract_config = ExtractConfig(k_sketch=512, projector="sjlt", batch_size=32, verbose=progress)
+    _check_less_features(specs, stats, _with_optimizer_state(extract_config, annealer))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and extract_config.out_dir is None and stats is None:
         extract_config = dataclasses.replace(extract_config, out_dir=str(out / "extract"))
@@ -462,6 +463,22 @@ def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dic
             else:
                 pending.append((spec, seed))
     return core, records, pending
+
+
+def _check_less_features(specs: Sequence[SelectorSpec], stats: Any, cfg: Any) -> None:
+    """Stop before any work when faithful ``less`` (Adam features) cannot get its features."""
+    wants = [s.label for s in specs if s.name == "less" and s.options.get("variant", "faithful") == "faithful"
+             and s.options.get("features", "adam") == "adam"]
+    has = stats.adam_coords is not None if stats is not None else cfg.optimizer_state is not None
+    if wants and not has:
+        where = ("the stats given have no adam_coords" if stats is not None else
+                 "the checkpoint has no optimizer state" if cfg.projector not in ("kronecker", "paper") else
+                 f"projector {cfg.projector!r} forms no per-sample gradients")
+        raise InvalidInputError(
+            f"selector {wants[0]!r} is faithful LESS, whose training features are the Adam update directions, "
+            f"but {where}. Pass the checkpoint's optimizer state (a TrainState, or optim_state=...) with a "
+            "'gaussian'/'sjlt' projector, or use 'less:features=sgd' (LESS's scores on plain gradients) or "
+            "'less:variant=mean-gradient' (the simplified LESS).")
 
 
 def _with_optimizer_state(cfg: Any, annealer: Any) -> Any:

@@ -79,8 +79,8 @@ def test_cli_evaluate_anneals_the_adapter(dirs, tmp_path, capsys):
     assert "no such directory" in capsys.readouterr().err
     assert main(["evaluate", "--adapter", str(d / "adapter")]) == 1
     assert "pass --hf-model too" in capsys.readouterr().err
-    code = main([*common, "--adapter", str(d / "adapter"), "--selectors", "less", "-k", "3", "--seeds", "0",
+    code = main([*common, "--adapter", str(d / "adapter"), "--selectors", "less:features=sgd", "-k", "3", "--seeds", "0",
                  "--anneal-steps", "2", "--k-sketch", "16", "--projector", "kronecker", "--max-length", "8"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "| less |" in out and "N=8" in out
+    assert "| less[features=sgd] |" in out and "N=8" in out
