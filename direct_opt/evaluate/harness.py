@@ -467,7 +467,8 @@ def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dic
 
 def _check_less_features(specs: Sequence[SelectorSpec], stats: Any, cfg: Any) -> None:
     """Stop before any work when faithful ``less`` (Adam features) cannot get its features."""
-    wants = [s.label for s in specs if s.name == "less" and s.options.get("variant", "faithful") == "faithful"
+    wants = [s.label for s in specs if s.name in ("less", "direct-aligned")
+             and s.options.get("variant", "faithful") == "faithful"
              and s.options.get("features", "adam") == "adam"]
     has = stats.adam_coords is not None if stats is not None else cfg.optimizer_state is not None
     if wants and not has:
@@ -475,7 +476,7 @@ def _check_less_features(specs: Sequence[SelectorSpec], stats: Any, cfg: Any) ->
                  "the checkpoint has no optimizer state" if cfg.projector not in ("kronecker", "paper") else
                  f"projector {cfg.projector!r} forms no per-sample gradients")
         raise InvalidInputError(
-            f"selector {wants[0]!r} is faithful LESS, whose training features are the Adam update directions, "
+            f"selector {wants[0]!r} uses faithful LESS, whose training features are the Adam update directions, "
             f"but {where}. Pass the checkpoint's optimizer state (a TrainState, or optim_state=...) with a "
             "'gaussian'/'sjlt' projector, or use 'less:features=sgd' (LESS's scores on plain gradients) or "
             "'less:variant=mean-gradient' (the simplified LESS).")

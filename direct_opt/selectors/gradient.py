@@ -189,20 +189,29 @@ def less_selector(inp: SelectorInputs, *, variant: str = "faithful", features: s
         group_max: take the max over ``stats.val_groups`` (the paper's validation tasks); False:
             one mean over all validation examples.
         checkpoints: optional [(stats_c, lr_c), ...] of the same pool at several checkpoints;
-            the per-group scores are averaged with weights lr_c / Σ lr (the paper sums them with
-            weight lr_c; the scale does not change the choice) before the max over groups.
+            the per-group scores are averaged with weights lr_c / Σ lr (as the public LESS code
+            does) before the max over groups.
     Ties go to the lower index. Selection.scores: the (N,) LESS scores.
     """
+    scores, diag, best = less_scores(inp, variant=variant, features=features, group_max=group_max,
+                                     checkpoints=checkpoints)
+    idx = top_k(scores, inp.k, "LESS score")
+    if best is not None and diag["val_groups"] is not None:
+        diag["selected_per_group"] = {str(g): int((best[idx] == i).sum()) for i, g in enumerate(diag["val_groups"])}
+    return Pick(idx, {**diag, **score_summary(scores, idx)}, scores)
+
+
+def less_scores(inp: SelectorInputs, *, variant: str = "faithful", features: str = "adam", group_max: bool = True,
+                checkpoints: Any = None) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+    """(N,) LESS scores with the options of :func:`less_selector`, a JSON-safe description, and
+    the (N,) index of each sample's best validation group (None for ``"mean-gradient"``)."""
     if variant not in LESS_VARIANTS:
         raise InvalidParameterError(f"variant={variant!r}; choose one of {LESS_VARIANTS}.")
     if variant == "mean-gradient":
         if features != "adam" or checkpoints is not None or group_max is not True:
             raise InvalidParameterError("variant='mean-gradient' takes no features/group_max/checkpoints options.")
         st = _need_whole_sketch(inp, "cosine scores")
-        scores = cosine_scores(st)
-        idx = top_k(scores, inp.k, "cosine")
-        return Pick(idx, {"variant": variant, "score": "cos(g_i, mean val gradient) in the sketch",
-                          **score_summary(scores, idx)}, scores)
+        return cosine_scores(st), {"variant": variant, "score": "cos(g_i, mean val gradient) in the sketch"}, None
     if features not in LESS_FEATURES:
         raise InvalidParameterError(f"features={features!r}; choose one of {LESS_FEATURES}.")
     if inp.stats is None:
@@ -220,16 +229,11 @@ def less_selector(inp: SelectorInputs, *, variant: str = "faithful", features: s
     assert total is not None and labels is not None
     total /= sum(lr for _, lr in pairs)
     best = np.argmax(total, axis=1)
-    scores = total[np.arange(total.shape[0]), best]
-    idx = top_k(scores, inp.k, "LESS score")
     diag = {"variant": variant, "features": features, "group_max": bool(group_max),
             "score": "max over validation groups of the mean cos(x_i, v_j)",
             "n_checkpoints": len(pairs), "checkpoint_lrs": [lr for _, lr in pairs] if checkpoints is not None else None,
-            "val_groups": labels if labels != [None] else None,
-            "selected_per_group": ({str(g): int((best[idx] == i).sum()) for i, g in enumerate(labels)}
-                                   if labels != [None] else None),
-            **score_summary(scores, idx)}
-    return Pick(idx, diag, scores)
+            "val_groups": labels if labels != [None] else None}
+    return total[np.arange(total.shape[0]), best], diag, best
 
 
 # --------------------------------------------------------------------------- grad-norm

@@ -16,7 +16,7 @@ from direct_opt.selectors import (
 
 from .selectors_testlib import TinyReg, make_pairs, mse, random_stats
 
-BUILTIN = {"random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor"}
+BUILTIN = {"random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor", "direct-aligned"}
 K = 7
 
 
