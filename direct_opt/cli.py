@@ -10,8 +10,11 @@
     direct-opt online ...       (online batch selection vs static selection)
     direct-opt schedule fit|predict|optimize|collect ...   (loss laws for the LR schedule)
 
-Bad arguments print one line ``direct-opt: error: ...`` and exit 2; failures exit 1;
-Ctrl-C exits 130 with a message.  ``--debug`` shows tracebacks.
+Every command first checks all of its arguments (paths, numbers, names, that --out/--plot can
+be written) in one validation pass, before any work.  Bad arguments print one line
+``direct-opt: error: ...`` and exit 2; failures exit 1; Ctrl-C exits 130 with a message.
+``--debug`` shows tracebacks.  A closed stdout pipe (``... | head``) silences the remaining
+output but never stops a command from writing its files.
 """
 
 from __future__ import annotations
@@ -58,6 +61,115 @@ def plain_text(text: str) -> str:
     """Docstring markup as terminal text: ``x`` and :func:`x` (reST) become `x`."""
     text = re.sub(r":(?:func|mod|class|meth|data|attr|exc):`~?([^`]+)`", r"`\1`", text)
     return re.sub(r"``([^`]+)``", r"`\1`", text)
+
+
+# ------------------------------------------------------------------ validation pass helpers
+# Each subcommand registers ``check(args)`` (set_defaults(check=...)); main() runs it before
+# ``func(args)``, so every bad argument fails in milliseconds with exit 2, before any work.
+
+def check_number(value: Any, flag: str, *, minimum: float | None = None, above: float | None = None,
+                 maximum: float | None = None, integer: bool = False) -> None:
+    """UsageError unless ``value`` (None = not given) is a finite number (an integer when
+    ``integer``) with value >= minimum, > above and <= maximum."""
+    import math
+
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise UsageError(f"{flag} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{flag} must be finite, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{flag} must be >= {minimum}, got {value!r}")
+    if above is not None and value <= above:
+        raise UsageError(f"{flag} must be > {above}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{flag} must be <= {maximum}, got {value!r}")
+
+
+def check_input_path(path: Any, flag: str, *, kind: str = "file") -> Path:
+    """UsageError unless ``path`` names an existing readable file (``kind="file"``), directory
+    (``kind="dir"``) or either (``kind="any"``); NUL bytes and empty names included."""
+    import os
+
+    text = "" if path is None else str(path)
+    if not text.strip():
+        raise UsageError(f"{flag} is empty; give a {'directory' if kind == 'dir' else 'file'} path")
+    if "\x00" in text:
+        raise UsageError(f"{flag} {text!r} contains a NUL byte")
+    p = Path(text)
+    if not p.exists():
+        raise UsageError(f"{flag} {p} does not exist")
+    if kind == "dir" and not p.is_dir():
+        raise UsageError(f"{flag} {p} is not a directory")
+    if kind == "file" and p.is_dir():
+        raise UsageError(f"{flag} {p} is a directory; give a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{flag} {p} is not readable")
+    return p
+
+
+def check_output(args: argparse.Namespace, flag: str = "--out", *, kind: str = "file",
+                 allow_stdout: bool = False) -> None:
+    """UsageError unless the output named by ``flag`` (attribute of ``args``) can be written;
+    see :func:`direct_opt.output.check_output_file` / :func:`~direct_opt.output.check_output_dir`."""
+    from .errors import OutputPathError
+    from .output import check_output_dir, check_output_file
+
+    value = getattr(args, flag.lstrip("-").replace("-", "_"))
+    if value is None:
+        return
+    try:
+        check_output_dir(value, flag) if kind == "dir" else check_output_file(value, flag, allow_stdout=allow_stdout)
+    except OutputPathError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_device(device: Any, flag: str = "--device") -> None:
+    """UsageError unless ``device`` (None = not given) is a torch device this machine has."""
+    if device is None:
+        return
+    try:
+        import torch
+
+        dev = torch.device(str(device))
+    except ImportError:
+        raise UsageError(f"{flag} {device} needs torch, which is not installed") from None
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"{flag} {device!r} is not a torch device ({one_line(exc)}); e.g. cpu, cuda, cuda:1") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{flag} {device}: CUDA is not available on this machine (torch {torch.__version__}); use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def check_problem_args(args: argparse.Namespace) -> None:
+    """Validation pass of the arguments shared by solve and compare (reads only the manifest)."""
+    from .errors import StatsFormatError
+    from .stats import read_manifest
+
+    d = check_input_path(args.stats, "--stats", kind="dir")
+    check_number(args.tau_rel, "--tau-rel", above=0.0)
+    check_number(args.tau, "--tau", minimum=0.0)
+    check_number(args.tol, "--tol", minimum=0.0)
+    check_number(args.time_limit, "--time-limit", above=0.0)
+    check_number(args.seed, "--seed", minimum=0, integer=True)
+    try:
+        n = read_manifest(d).get("n")
+    except StatsFormatError:
+        return  # the load reports the damage in full (exit 1)
+    if isinstance(n, int) and args.k > n:
+        raise UsageError(f"-k {args.k} exceeds the pool size N={n} of {d}; choose 1 <= K <= {n}")
+
+
+def _check_solve(args: argparse.Namespace) -> None:
+    from .solvers import available_backends
+
+    check_problem_args(args)
+    if args.backend not in available_backends():
+        raise UsageError(f"unknown backend {args.backend!r}; known backends: {available_backends()}")
+    check_output(args, "--out", allow_stdout=True)
+    check_device(args.device)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,7 +254,7 @@ def selection_record(res, stats, problem, args: argparse.Namespace) -> dict[str,
         "backend": res.backend,
         "parameters": params,
         "stats": {"path": str(Path(args.stats).resolve()), "checksum": stats.checksum(), "n": stats.n, "r": stats.r,
-                  "checksums_verified": not getattr(args, "no_verify", False)},
+                  "checksums_verified": bool(getattr(stats, "checksums_verified", False))},
         "environment": _environment(),
         "result": res.to_dict(),
     }
@@ -199,22 +311,24 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
+    from .output import STDOUT, write_output
     from .solvers import solve
-    from .stats import write_text_atomic
 
     stats, problem = load_problem(args)
     kw = {} if not args.no_local_search else {"local_search": False}
     res = solve(problem, backend=args.backend, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
                 time_limit=args.time_limit, device=args.device, certify=args.certify, **kw)
-    print(res.summary())
+    log = sys.stderr if args.out == STDOUT else sys.stdout  # `--out -`: stdout holds the JSON only
     infeasible = res.status == "infeasible"
-    if args.out:
-        # an infeasible solve writes its status record beside --out, never something at --out
-        # that a pipeline could take for a selection
-        path = status_path(args.out) if infeasible else Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(selection_record(res, stats, problem, args), indent=1))
-        print(f"{'status (no selection)' if infeasible else 'selection'} written to {path}")
+    path = None
+    if args.out is not None and not (infeasible and args.out == STDOUT):  # the file first: a closed stdout
+        # must not cost the result. An infeasible solve writes its status record beside --out, never
+        # something at --out that a pipeline could take for a selection.
+        path = args.out if args.out == STDOUT else (status_path(args.out) if infeasible else Path(args.out))
+        write_output(path, json.dumps(selection_record(res, stats, problem, args), indent=1))
+    print(res.summary(), file=log)
+    if path is not None and path != STDOUT:
+        print(f"{'status (no selection)' if infeasible else 'selection'} written to {path}", file=log)
     if infeasible:
         print(f"direct-opt: error: {one_line(res.message)}", file=sys.stderr)
         return 1
@@ -246,10 +360,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_problem_args(p)
     p.add_argument("--backend", default="sca-exact", help="solver backend (see `direct-opt backends`)")
     p.add_argument("--no-local-search", action="store_true", help="skip the 1-swap local search after rounding")
-    p.add_argument("--out", default=None, help="write indices + certificates as JSON here")
+    p.add_argument("--out", default=None, help="write indices + certificates as JSON here ('-': stdout)")
     p.add_argument("--device", default=None,
                    help="torch device for the products with G, e.g. cuda (default: numpy on the CPU)")
-    p.set_defaults(func=_cmd_solve)
+    p.set_defaults(func=_cmd_solve, check=_check_solve)
     for name, module in SUBCOMMANDS.items():
         if argv is not None and name in HEAVY_HELP and name != command:
             sub.add_parser(name, help=HEAVY_HELP[name])
@@ -262,15 +376,28 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: errors that mean "bad arguments" wherever they are raised (exit 2, like UsageError)
+def _is_usage(exc: BaseException) -> bool:
+    from .errors import InvalidParameterError, OutputPathError, UnknownNameError, UnsupportedConstraintError
+
+    return isinstance(exc, (UsageError, InvalidParameterError, OutputPathError, UnknownNameError,
+                            UnsupportedConstraintError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``direct-opt`` console script."""
+    from .output import pipe_safe_stdout
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser(argv).parse_args(argv)
         if not getattr(args, "command", None):
             raise UsageError("no command given; try `direct-opt --help`")
-        return int(args.func(args) or 0)
+        if getattr(args, "check", None) is not None:
+            args.check(args)  # the validation pass: every argument, before any work
+        with pipe_safe_stdout():
+            return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"direct-opt: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -284,8 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         msg = one_line(exc) or type(exc).__name__
         print(f"direct-opt: error: {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 1
+        return 2 if _is_usage(exc) else 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - `python -m direct_opt.cli`: use the package's module, so
+    from direct_opt.cli import main as _main  # its UsageError is the one the subcommands raise
+
+    sys.exit(_main())

@@ -12,6 +12,9 @@ Jaccard overlap |S ∩ S_1| / |S ∪ S_1| of its selection with the first backen
 Every backend's upper bound is valid for the same program, so the tightest one is also
 reported with the best objective's ratio to it.
 
+A backend that fails (an error, even running out of memory) gets a row saying so; the
+others' results are kept.
+
 Exit status: 0 when at least one backend found a feasible selection, 1 when none did
 (the problem is infeasible: the reason is printed), 2 for bad arguments.
 """
@@ -48,8 +51,18 @@ def add_parser(subparsers: Any) -> None:
                         "can express, it is slow on the standard program)")
     p.add_argument("--no-local-search", action="store_true", help="skip the 1-swap local search after rounding")
     p.add_argument("--plot", default=None, help="write a PNG comparison plot here")
-    p.add_argument("--out", default=None, help="write every result (indices, certificates) as JSON here")
-    p.set_defaults(func=run)
+    p.add_argument("--out", default=None, help="write every result (indices, certificates) as JSON here ('-': stdout)")
+    p.set_defaults(func=run, check=check)
+
+
+def check(args: argparse.Namespace) -> None:
+    """The validation pass of ``direct-opt compare`` (before any solve)."""
+    from .cli import check_output, check_problem_args
+
+    check_problem_args(args)
+    parse_backends(args.backends)
+    check_output(args, "--plot")
+    check_output(args, "--out", allow_stdout=True)
 
 
 def parse_backends(text: str) -> list[str]:
@@ -91,10 +104,10 @@ def compare_backends(problem: Any, backends: Sequence[str], *, max_iter: int = 2
                      local_search: bool | None = None, certify: str = "auto") -> dict[str, dict[str, Any]]:
     """Solve ``problem`` with each backend; returns name -> row (see :func:`table` for the fields).
 
-    A backend that raises a direct_opt error (e.g. it cannot honour a constraint) gets a row
-    with ``error`` set instead of stopping the comparison.
+    A backend that fails — a direct_opt error (e.g. it cannot honour a constraint), a bug, or
+    running out of memory — gets a row with ``error`` set instead of stopping the comparison.
+    Ctrl-C still stops it.
     """
-    from .errors import DirectOptError
     from .solvers import solve
 
     rows: dict[str, dict[str, Any]] = {}
@@ -103,8 +116,11 @@ def compare_backends(problem: Any, backends: Sequence[str], *, max_iter: int = 2
         try:
             res = solve(problem, backend=name, max_iter=max_iter, tol=tol, seed=seed, time_limit=time_limit,
                         certify=certify, **kw)
-        except DirectOptError as exc:
-            rows[name] = {"backend": name, "error": f"{type(exc).__name__}: {exc}", "feasible": False}
+        except Exception as exc:  # noqa: BLE001 - one backend's failure must not take the others down
+            from .cli import one_line
+
+            rows[name] = {"backend": name, "error": f"{type(exc).__name__}: {one_line(exc)}", "feasible": False,
+                          "status": "error", "upper_bound": None}
             continue
         ok = res.success and check_selection(problem, res.indices)
         rows[name] = {"backend": name, "error": None, "result": res, "feasible": ok, "status": res.status,
@@ -140,7 +156,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for name, r in rows.items():
         if r.get("error"):
-            lines.append(f"| {name} | error: {r['error']} |" + " |" * (len(head) - 2))
+            err = r["error"].replace("|", "/")
+            lines.append(f"| {name} | n/a | n/a | n/a | NO (error: {err}) | n/a | n/a | n/a |")
             continue
         feas = "yes" if r["feasible"] else f"NO ({r['status']})"
         lines.append("| " + " | ".join([
@@ -174,35 +191,41 @@ def record(rows: dict[str, dict[str, Any]], stats: Any, problem: Any, args: argp
 def run(args: argparse.Namespace) -> int:
     """``direct-opt compare`` entry point."""
     from .cli import load_problem
+    from .output import STDOUT, write_output
 
     backends = parse_backends(args.backends)
     stats, problem = load_problem(args)
     rows = compare_backends(problem, backends, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
                             time_limit=args.time_limit, local_search=False if args.no_local_search else None,
                             certify=args.certify)
-    print(f"N={problem.n}, K={problem.k}, tau={problem.tau:.6g}, stats {args.stats}")
-    print(table(rows))
-    feasible = [n for n, r in rows.items() if r["feasible"]]
+    log = sys.stderr if args.out == STDOUT else sys.stdout  # `--out -`: stdout holds the JSON only
+    written = []
+    if args.out is not None:  # files first: a closed stdout must not cost the results
+        write_output(args.out if args.out == STDOUT else Path(args.out),
+                     json.dumps(record(rows, stats, problem, args), indent=1))
+        if args.out != STDOUT:
+            written.append(f"comparison written to {args.out}")
+    ok = {n: r["result"] for n, r in rows.items() if r["feasible"]}
+    if args.plot and ok:
+        from .plotting import plot_backend_comparison
+
+        plot_backend_comparison(ok, path=args.plot, title=f"Backends on N={problem.n}, K={problem.k}")
+        written.append(f"plot written to {args.plot}")
+    tau = "none" if problem.tau is None else f"{problem.tau:.6g}"
+    print(f"N={problem.n}, K={problem.k}, tau={tau}, stats {args.stats}", file=log)
+    print(table(rows), file=log)
+    feasible = list(ok)
     ub, ub_from = tightest_bound(rows)
     if feasible:
         best = max(feasible, key=lambda n: rows[n]["objective"])
         ratio = rows[best]["objective"] / ub if ub and ub > 0 else None
         print(f"best objective: {best} ({rows[best]['objective']:.6g}); tightest upper bound {_f(ub, '.6g')} "
-              f"(from {ub_from}): best / tightest bound = {_f(ratio, '.4f')}")
+              f"(from {ub_from}): best / tightest bound = {_f(ratio, '.4f')}", file=log)
     else:
         why = next((r.get("message") or r.get("error") for r in rows.values() if r.get("message") or r.get("error")),
                    "no backend returned a selection")
-        print(f"no backend found a feasible selection: {why}")
-    if args.plot:
-        from .plotting import plot_backend_comparison
-
-        ok = {n: r["result"] for n, r in rows.items() if r["feasible"]}
-        if ok:
-            plot_backend_comparison(ok, path=args.plot, title=f"Backends on N={problem.n}, K={problem.k}")
-            print(f"plot written to {args.plot}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record(rows, stats, problem, args), indent=1))
-        print(f"comparison written to {args.out}")
-    sys.stdout.flush()
+        print(f"no backend found a feasible selection: {why}", file=log)
+    for line in written:
+        print(line, file=log)
+    log.flush()
     return 0 if feasible else 1

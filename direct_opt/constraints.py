@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from .errors import DtypeError, InvalidInputError, InvalidParameterError, ShapeMismatchError
 from .stats import as_float_array, check_finite, real_scalar
+from .tolerance import excess, row_excess
 
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import SelectionProblem
@@ -108,6 +109,20 @@ class Constraint:
             lb, ub = fx
             return float(np.maximum(0.0, np.maximum(lb - x, x - ub)).max(initial=0.0))
         raise NotImplementedError(f"{type(self).__name__} must implement violation().")
+
+    def relative_violation(self, x: np.ndarray, problem: "SelectionProblem") -> float:
+        """The violation relative to this constraint's own scale, what feasibility is judged by
+        (see :mod:`direct_opt.tolerance`): per linear row (A x - hi) / max(|hi|, |A| x); the
+        fixings absolutely (x lies in [0, 1]).  A custom constraint whose values are not of
+        order 1 should override this (the default compares :meth:`violation` absolutely)."""
+        cache = getattr(self, "_abs_rows", None)
+        if cache is None or cache[0] != problem.n:
+            rows = self.linear_rows(problem.n)
+            cache = self._abs_rows = (problem.n, rows, None if rows is None else abs(rows.A))
+        _, rows, abs_a = cache
+        if rows is not None:
+            return float(row_excess(rows.A @ x, abs_a @ x, rows.lo, rows.hi).max(initial=0.0))
+        return self.violation(x, problem)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -352,3 +367,6 @@ class AggregateStiffBudget(Constraint):
 
     def violation(self, x: np.ndarray, problem: "SelectionProblem") -> float:
         return max(0.0, self.value(x) - self.tau)
+
+    def relative_violation(self, x: np.ndarray, problem: "SelectionProblem") -> float:
+        return excess(self.value(x), self.tau)

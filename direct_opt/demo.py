@@ -99,7 +99,16 @@ def add_parser(subparsers: Any) -> None:
                    help="comma-separated DiReCT solver backends (see `direct-opt backends`)")
     p.add_argument("--no-less", action="store_true", help="leave out the LESS peer")
     p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
+
+
+def check(args: argparse.Namespace) -> None:
+    """The validation pass of ``direct-opt demo`` (before the corpus is built)."""
+    from .cli import check_output
+    from .compare import parse_backends
+
+    parse_backends(args.backends)
+    check_output(args, "--out", kind="dir")
 
 
 def demo_config(quick: bool, seed: int, n_seeds: int | None, backends: Sequence[str],
@@ -318,6 +327,7 @@ def write_outputs(out: Path, report: Any, res: dict[str, Any], timings: dict[str
     Returns name -> file name (relative to ``out``; results.json records it).
     """
     from .evaluate import write_json_atomic
+    from .output import write_output
     from .plotting import plot_backend_comparison, save_eval_figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +337,7 @@ def write_outputs(out: Path, report: Any, res: dict[str, Any], timings: dict[str
         "format": "direct_opt.demo_selections", "k": res["sizes"]["k"], "n_pool": res["sizes"]["n_pool"],
         "seeds": res["seeds"], "selections": res["selections"]})
     write_json_atomic(out / "timings.json", timings)
-    (out / "table.md").write_text(table(res, timings) + "\n\n" + res["verdict"] + "\n")
+    write_output(out / "table.md", table(res, timings) + "\n\n" + res["verdict"] + "\n")
     save_eval_figure(report.to_dict(), out / "demo.png")
     direct = {lab: {"objective": m["objective"], "upper_bound": m["upper_bound"],
                     "certified_ratio": m["certified_ratio"], "time_s": _solve_time(timings, lab)}

@@ -43,6 +43,11 @@ class UnsupportedConstraintError(InvalidInputError):
     """A backend was asked to honour a constraint (or objective form) it cannot honour."""
 
 
+class OutputPathError(InvalidInputError):
+    """An output path that cannot or must not be written (empty, a device, FIFO, symlink or
+    directory where a file is expected, below a file, or in a directory that refuses new files)."""
+
+
 class InfeasibleProblemError(DirectOptError, ValueError):
     """No integer selection satisfies the constraints (raised only where a result cannot carry the status)."""
 

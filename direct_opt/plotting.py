@@ -96,9 +96,14 @@ def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Figure, Any]:
 
 
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+    if path is not None:  # rendered in memory, written atomically to a regular file (direct_opt.output)
+        import io
+
+        from .output import write_output
+
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, format=Path(path).suffix.lstrip(".").lower() or "png")
+        write_output(Path(path), buf.getvalue(), "path")
     return fig
 
 

@@ -19,9 +19,9 @@ from .defaults import BUDGET_FRAC
 from .errors import InvalidParameterError, ShapeMismatchError, UnsupportedConstraintError
 from .linop import ColumnOperator, _is_torch
 from .stats import GradientStats, as_float_array, check_finite, real_scalar
+from .tolerance import RTOL, excess
 
 FORMS = {"convex": 1.0, "concave": -0.5}
-FEAS_TOL = 1e-9
 #: default budget: this fraction of the way from the cheapest K-subset's cost to a random one's
 DEFAULT_BUDGET_FRAC = BUDGET_FRAC
 
@@ -304,10 +304,25 @@ class SelectionProblem:
             out[con.name] = max(out.get(con.name, 0.0), con.violation(x, self))
         return out
 
-    def is_feasible(self, x: np.ndarray, tol: float = 1e-7) -> bool:
-        """True if x satisfies every constraint within ``tol`` (relative to the budget scale)."""
-        scale = max(1.0, abs(self.tau or 0.0))
-        return all(v <= tol * scale for v in self.violations(x).values())
+    def relative_violations(self, x: np.ndarray) -> dict[str, float]:
+        """Violation of every constraint by x (N,) relative to that constraint's own scale
+        (see :mod:`direct_opt.tolerance`): budget a^T x - tau over max(tau, a^T x), cardinality
+        over K, the box absolutely.  Unchanged when G, or a and tau together, are rescaled."""
+        x = np.asarray(x, dtype=np.float64)
+        out = {
+            "cardinality": abs(float(x.sum()) - self.k) / self.k,
+            "box": float(np.maximum(0, np.maximum(-x, x - 1)).max(initial=0.0)),
+        }
+        if self.tau is not None:
+            out["budget"] = excess(float(self.a @ x), self.tau)
+        for con in self.constraints:
+            out[con.name] = max(out.get(con.name, 0.0), con.relative_violation(x, self))
+        return out
+
+    def is_feasible(self, x: np.ndarray, tol: float = RTOL) -> bool:
+        """True if x satisfies every constraint to the relative tolerance ``tol``
+        (:data:`direct_opt.tolerance.RTOL`; a violated constraint is never called satisfied)."""
+        return all(v <= tol for v in self.relative_violations(x).values())
 
     def __repr__(self) -> str:
         return (

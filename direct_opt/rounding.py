@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .problem import SelectionProblem
+from .tolerance import RTOL, fits
 
 NEAR_ONE = 1.0 - 1e-6
-_TOL = 1e-9
 
 
 @dataclass
@@ -52,11 +52,16 @@ class _State:
         if rows is not None:
             self.Ad = np.asarray(rows.A.toarray()) if rows.A.shape[0] * n <= 5e7 else None
             self.Ax = np.zeros(rows.A.shape[0])
+            self.absAx = np.zeros(rows.A.shape[0])  # |A| x: the scale of each row's sum
 
     def col_rows(self, j: np.ndarray | int) -> np.ndarray:
         A = self.Ad if self.Ad is not None else self.P.rows.A
         col = A[:, j]
         return np.asarray(col.toarray() if hasattr(col, "toarray") else col)
+
+    def row_coefs(self, i: int, cand: np.ndarray) -> np.ndarray:
+        """Coefficients of row i at the candidates (len(cand),)."""
+        return self.Ad[i, cand] if self.Ad is not None else self.P.rows.A[i, cand].toarray().ravel()
 
     def add(self, idx: np.ndarray) -> None:
         idx = np.atleast_1d(idx)
@@ -69,7 +74,9 @@ class _State:
             self.h += self.P.op.rmatvec(g)
         self.budget += float(self.P.a[idx].sum())
         if self.P.rows is not None:
-            self.Ax += np.asarray(self.P.rows.A[:, idx].sum(axis=1)).ravel()
+            cols = self.P.rows.A[:, idx]
+            self.Ax += np.asarray(cols.sum(axis=1)).ravel()
+            self.absAx += np.asarray(abs(cols).sum(axis=1)).ravel()
 
     def swap(self, i: int, j: int) -> None:
         self.x[i], self.x[j] = False, True
@@ -79,7 +86,9 @@ class _State:
         self.h += self.P.op.rmatvec(g)
         self.budget += float(self.P.a[j] - self.P.a[i])
         if self.P.rows is not None:
-            self.Ax += (self.col_rows(j) - self.col_rows(i)).ravel()
+            cj, ci = self.col_rows(j).ravel(), self.col_rows(i).ravel()
+            self.Ax += cj - ci
+            self.absAx += np.abs(cj) - np.abs(ci)
 
     def gains_in(self) -> np.ndarray:
         """f(x + e_j) - f(x) for every j (N,)."""
@@ -112,23 +121,21 @@ def _row_ok_mask(st: _State, cand: np.ndarray) -> np.ndarray:
     """Candidates whose addition keeps every row's upper side (within tolerance)."""
     rows = st.P.rows
     ok = np.ones(cand.size, dtype=bool)
-    slack = rows.hi - st.Ax
     for i in np.flatnonzero(np.isfinite(rows.hi)):
-        coef = st.Ad[i, cand] if st.Ad is not None else rows.A[i, cand].toarray().ravel()
-        ok &= coef <= slack[i] + _TOL
+        coef = st.row_coefs(i, cand)
+        ok &= fits(st.Ax[i] + coef, rows.hi[i], st.absAx[i] + np.abs(coef))
     return ok
 
 
 def _deficit_helpers(st: _State, cand: np.ndarray) -> np.ndarray | None:
     """Mask of candidates that reduce a row still below its minimum (None if no deficit)."""
     rows = st.P.rows
-    deficit = np.flatnonzero(rows.lo - st.Ax > _TOL)
+    deficit = np.flatnonzero(~fits(-st.Ax, -rows.lo, st.absAx))
     if deficit.size == 0:
         return None
     help_ = np.zeros(cand.size, dtype=bool)
     for i in deficit:
-        coef = st.Ad[i, cand] if st.Ad is not None else rows.A[i, cand].toarray().ravel()
-        help_ |= coef > 0
+        help_ |= st.row_coefs(i, cand) > 0
     return help_
 
 
@@ -202,12 +209,11 @@ def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None
                 a_cheap = P.a[cheap]
                 s_m = float(a_cheap.sum()) if cheap.size >= m else np.inf
                 s_m1 = float(a_cheap[: m - 1].sum())
-                room = P.tau - st.budget
                 a_c = P.a[cand]
                 # j fits if a_j plus the cheapest m-1 others fit (exact when j is not among them)
                 rank_small = np.zeros(P.n, dtype=bool)
                 rank_small[cheap[: m - 1]] = True
-                ok = (a_c + s_m1 <= room + _TOL * max(1.0, P.tau)) | (rank_small[cand] & (s_m <= room + _TOL * max(1.0, P.tau)))
+                ok = fits(st.budget + a_c + s_m1, P.tau) | (rank_small[cand] & fits(st.budget + s_m, P.tau))
                 cand = cand[ok]
             if P.rows is not None and cand.size:
                 cand = cand[_row_ok_mask(st, cand)]
@@ -233,18 +239,20 @@ def _fill(st: _State, deadline: float | None, priority: np.ndarray | None = None
 
 
 def _violation_total(P: SelectionProblem, x: np.ndarray) -> float:
-    scale = max(1.0, abs(P.tau or 0.0))
-    return sum(v for v in P.violations(x.astype(float)).values()) / scale
+    """Sum of the relative violations of every constraint (0 when x is feasible)."""
+    return sum(v for v in P.relative_violations(x.astype(float)).values() if v > RTOL)
 
 
-def _swap_repair(st: _State, max_iter: int, rng: np.random.Generator) -> None:
+def _swap_repair(st: _State, max_iter: int, rng: np.random.Generator, deadline: float | None = None) -> None:
     """Reduce total violation by single swaps (tries a sample of pairs each round)."""
     P = st.P
     movable_in = lambda: np.flatnonzero(st.x & (P.lb < 1))  # noqa: E731
     for _ in range(max_iter):
+        if deadline is not None and time.monotonic() > deadline:
+            return
         x = st.x.astype(float)
         cur = _violation_total(P, x)
-        if cur <= 1e-9:
+        if cur == 0.0:
             return
         outs, ins = movable_in(), np.flatnonzero(_available(st))
         if outs.size == 0 or ins.size == 0:
@@ -259,7 +267,7 @@ def _swap_repair(st: _State, max_iter: int, rng: np.random.Generator) -> None:
                 x[i], x[j] = 0.0, 1.0
                 v = _violation_total(P, x)
                 x[i], x[j] = 1.0, 0.0
-                if v < best - 1e-12:
+                if v < best * (1 - 1e-12):
                     best, best_pair = v, (int(i), int(j))
         if best_pair is None:
             return
@@ -286,7 +294,7 @@ def _milp_repair(P: SelectionProblem, lin: np.ndarray, time_limit: float) -> np.
 def diagnose_infeasibility(P: SelectionProblem) -> str:
     """Name the constraint that makes the integer problem infeasible, when one alone does."""
     need = P.min_budget()
-    if P.tau is not None and need > P.tau * (1 + 1e-12):
+    if P.tau is not None and np.isfinite(need) and not fits(need, P.tau):
         return (
             f"budget: no K={P.k} samples fit a^T x <= tau={P.tau:.6g}; the smallest feasible tau is "
             f"{need:.6g} (sum of the K smallest stiff costs). Raise tau/tau_rel or lower K."
@@ -349,19 +357,21 @@ def _local_search(st: _State, max_swaps: int, L: int, deadline: float | None) ->
         ]))
         top_in = ins[smallest_stable(-gin[ins], L)]
         if P.tau is not None:
-            room = P.tau - st.budget + float(P.a[outs].max())
-            cheap = ins[P.a[ins] <= room + _TOL]
+            cheap = ins[fits(st.budget - float(P.a[outs].max()) + P.a[ins], P.tau, st.budget + P.a[ins])]
             top_in = np.concatenate([top_in, cheap[smallest_stable(-gin[cheap], L)]])
         ins = np.unique(top_in)
         gram = P.op.columns(outs).T @ P.op.columns(ins)  # (Lo, Li)
         gain = gin[ins][None, :] - lout[outs][:, None] - 2.0 * P.q * gram
         ok = np.ones_like(gain, dtype=bool)
         if P.tau is not None:
-            ok &= st.budget - P.a[outs][:, None] + P.a[ins][None, :] <= P.tau * (1 + 1e-12) + _TOL
+            ok &= fits(st.budget - P.a[outs][:, None] + P.a[ins][None, :], P.tau)
         if P.rows is not None:
-            after = st.Ax[:, None, None] - st.col_rows(outs)[:, :, None] + st.col_rows(ins)[:, None, :]
-            ok &= ((after <= P.rows.hi[:, None, None] + _TOL) & (after >= P.rows.lo[:, None, None] - _TOL)).all(0)
-        thresh = 1e-12 * max(1.0, abs(P.value_from(st.p, st.x.astype(float))))
+            c_out, c_in = st.col_rows(outs), st.col_rows(ins)
+            after = st.Ax[:, None, None] - c_out[:, :, None] + c_in[:, None, :]
+            size = st.absAx[:, None, None] + np.abs(c_in)[:, None, :]
+            hi, lo = P.rows.hi[:, None, None], P.rows.lo[:, None, None]
+            ok &= (fits(after, hi, size) & fits(-after, -lo, size)).all(0)
+        thresh = 1e-12 * abs(P.value_from(st.p, st.x.astype(float)))
         gain = np.where(ok, gain, -np.inf)
         applied = False
         for flat in np.argsort(-gain, axis=None, kind="stable")[:8]:
@@ -372,7 +382,7 @@ def _local_search(st: _State, max_swaps: int, L: int, deadline: float | None) ->
             if P.nonlinear:
                 x = st.x.astype(float)
                 x[i], x[j] = 0.0, 1.0
-                if any(c.violation(x, P) > 1e-9 * max(1.0, getattr(c, "tau", 1.0)) for c in P.nonlinear):
+                if any(c.relative_violation(x, P) > RTOL for c in P.nonlinear):
                     continue
             st.swap(i, j)
             done += 1
@@ -414,23 +424,23 @@ def round_selection(
         trial[near] = True
         m_rest = P.k - int(trial.sum())
         avail_after = (~trial) & (P.ub > 0)
-        fits = True
+        fit = True
         if P.tau is not None:
             _, s_rest = st.cheapest_fill(avail_after, m_rest) if m_rest else (0.0, 0.0)
-            fits = float(P.a[trial].sum()) + s_rest <= P.tau * (1 + 1e-12) + _TOL
+            fit = fits(float(P.a[trial].sum()) + s_rest, P.tau)
         if P.rows is not None:
             ax = P.rows.A @ trial.astype(float)
-            fits = fits and bool((ax <= P.rows.hi + _TOL).all())
-        if fits:
+            fit = fit and bool(fits(ax, P.rows.hi, abs(P.rows.A) @ trial.astype(float)).all())
+        if fit:
             st.add(near)
             notes.append(f"kept {near.size} near-integral entries of w")
         else:
             notes.append("near-integral part of w did not fit the constraints; filled greedily instead")
     _fill(st, deadline, priority)
     rng = np.random.default_rng(seed)
-    if P.constraints and (st.x.sum() != P.k or _violation_total(P, st.x) > 1e-9):
-        _swap_repair(st, max_iter=50, rng=rng)
-        if st.x.sum() == P.k and _violation_total(P, st.x) <= 1e-9:
+    if P.constraints and (st.x.sum() != P.k or _violation_total(P, st.x) > 0.0):
+        _swap_repair(st, max_iter=50, rng=rng, deadline=deadline)
+        if st.x.sum() == P.k and _violation_total(P, st.x) == 0.0:
             notes.append("swap repair restored feasibility")
     feasible = st.x.sum() == P.k and P.is_feasible(st.x.astype(float))
     if not feasible and not P.nonlinear:

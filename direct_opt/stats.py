@@ -8,11 +8,15 @@ optionally, as read-only memory maps so pools larger than RAM can be solved.
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,9 +29,11 @@ from .errors import (
     InvalidParameterError,
     NegativeCostError,
     NonFiniteError,
+    OutputPathError,
     ShapeMismatchError,
     StatsFormatError,
 )
+from .output import _UMASK, atomic_file, write_error, write_text_atomic  # noqa: F401 - write_error re-exported
 
 FORMAT_NAME = "direct_opt.gradient_stats"
 FORMAT_VERSION = 3  # 2 added sample_ids / token_counts; 3 val_coords / adam_coords / val_groups (LESS)
@@ -41,8 +47,19 @@ _MATRICES = ("G_stiff", "val_coords", "adam_coords")
 _PER_SAMPLE = ("sample_ids", "token_counts", "val_groups")
 _FLOAT_KINDS = "f"
 _CHUNK = 1 << 16  # columns checked per chunk when validating large (memory-mapped) G
-_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) ...
-os.umask(_UMASK)  # ... and restored: atomic writes give their files the usual 0o666 & ~umask, not mkstemp's 0o600
+
+
+_META_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def check_metadata_key(key: str) -> None:
+    """A metadata key names a file (``meta.<key>.npy``): letters, digits, ``_ . -``, at most 128
+    characters, not starting with ``.`` or ``-`` and without ``..``; else InvalidParameterError."""
+    if not _META_KEY.fullmatch(key) or ".." in key:
+        raise InvalidParameterError(
+            f"metadata key {key!r} cannot name a file: use letters, digits, '_', '.' and '-' "
+            "(at most 128, not starting with '.' or '-', no '..', no '/' or NUL), e.g. 'doc_id'."
+        )
 
 
 def _check_float(name: str, x: np.ndarray) -> None:
@@ -196,8 +213,11 @@ class GradientStats:
         for label in ("metadata", "config"):
             if not isinstance(getattr(self, label) or {}, Mapping):
                 raise InvalidParameterError(f"{label} must be a dict, got {type(getattr(self, label)).__name__}.")
+        bad = [k for k in dict(self.metadata or {}) if not isinstance(k, str)]
+        if bad:
+            raise InvalidParameterError(f"metadata keys must be strings, got {bad[0]!r} ({type(bad[0]).__name__}).")
         try:
-            self.metadata = {str(k): np.asarray(v) for k, v in dict(self.metadata or {}).items()}
+            self.metadata = {k: np.asarray(v) for k, v in dict(self.metadata or {}).items()}
         except (ValueError, TypeError) as exc:  # ragged sequences
             raise DtypeError(f"metadata values must be arrays of length N ({exc}).") from None
         self.config = dict(self.config or {})
@@ -217,6 +237,7 @@ class GradientStats:
             if val is not None and val.shape != (n,):
                 raise ShapeMismatchError(f"{name} has shape {val.shape}; expected ({n},).")
         for key, val in self.metadata.items():
+            check_metadata_key(key)
             if val.shape[:1] != (n,):
                 raise ShapeMismatchError(f"metadata[{key!r}] has shape {val.shape}; expected ({n},).")
             if val.dtype == object:
@@ -324,32 +345,47 @@ class GradientStats:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the stats to directory ``path`` (created if needed); returns the path.
 
-        Each array is written to a temporary file and renamed into place, the manifest
-        last, so a crash never leaves a directory that loads as valid but wrong.
+        All or nothing: the arrays and the manifest are written into a new sibling directory,
+        fsynced, and swapped in with one atomic rename.  A failure at any point (a full disk,
+        Ctrl-C) leaves an existing stats directory at ``path`` untouched and loadable, and removes
+        the partial copy.  A directory at ``path`` holding anything but stats files
+        (``manifest.json``, ``*.npy``) is refused rather than replaced.
         """
         d = Path(path)
-        d.mkdir(parents=True, exist_ok=True)
-        entries = {}
-        for name, arr in self.arrays().items():
-            fname = f"{name}.npy"
-            digest = write_npy_atomic(d / fname, arr)
-            entries[name] = {
-                "file": fname,
-                "shape": list(arr.shape),
-                "dtype": np.lib.format.dtype_to_descr(arr.dtype),
-                "sha256": digest,
+        if d.is_symlink() and d.is_dir():  # replace the directory the link points to, keep the link
+            d = d.resolve()
+        _check_replaceable(d)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_copies(d)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f".{d.name}.{os.getpid()}.", suffix=".tmp"))
+        try:
+            os.chmod(tmp, 0o777 & ~_UMASK)
+            entries = {}
+            for name, arr in self.arrays().items():
+                fname = f"{name}.npy"
+                digest = write_npy_atomic(tmp / fname, arr)
+                entries[name] = {
+                    "file": fname,
+                    "shape": list(arr.shape),
+                    "dtype": np.lib.format.dtype_to_descr(arr.dtype),
+                    "sha256": digest,
+                }
+            manifest = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "n": self.n,
+                "r": self.r,
+                "k_star": self.k_star,
+                "arrays": entries,
+                "config": self.config,
             }
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "n": self.n,
-            "r": self.r,
-            "k_star": self.k_star,
-            "arrays": entries,
-            "config": self.config,
-        }
-        write_text_atomic(d / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        return d
+            write_text_atomic(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            _fsync_dir(tmp)
+            replace_dir(tmp, d)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> "GradientStats":
@@ -376,7 +412,7 @@ class GradientStats:
         if unknown:
             raise StatsFormatError(f"{d / MANIFEST}: unknown array name(s) {unknown} in the manifest.")
         try:
-            return cls(
+            stats = cls(
                 k_star=manifest.get("k_star"),
                 metadata=meta,
                 config=manifest.get("config", {}),
@@ -385,6 +421,8 @@ class GradientStats:
             )
         except InvalidInputError as exc:  # shapes, dtypes, NaN/Inf, negative costs, k_star
             raise StatsFormatError(f"{d / MANIFEST}: the stored arrays do not form valid stats ({exc})") from exc
+        stats.checksums_verified = bool(verify)  # every file matched its recorded SHA-256 (none may lack one)
+        return stats
 
     def checksum(self) -> str:
         """SHA-256 over every array (name, shape, dtype, bytes): identifies the stats in audits."""
@@ -413,40 +451,83 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_error(exc: OSError, path: Path, what: str = "write") -> OSError:
-    """The same OSError type/errno with a message naming ``path`` and what to do."""
-    msg = (
-        f"could not {what} {path}: {exc.strerror or exc}. Files completed before it are intact; free disk "
-        "space or fix permissions, then retry (an extraction re-run with the same arguments resumes)."
-    )
-    return type(exc)(exc.errno, msg) if exc.errno is not None else type(exc)(msg)
+_STATS_FILE = re.compile(r"(manifest\.json|[^/]+\.npy|\.[^/]*\.tmp)")
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path, mode: str):
-    """Yield (file handle, temp path) of a temp file beside ``path``; on success it is fsynced
-    and renamed onto ``path``; on any failure it is removed and an OSError names ``path``."""
-    tmp = None
+def _check_replaceable(d: Path) -> None:
+    """``d`` may be replaced by a save: absent, or a directory of stats files only."""
+    if not (d.exists() or d.is_symlink()):
+        return
+    if not d.is_dir():
+        raise OutputPathError(f"cannot save stats to {d}: it exists and is not a directory.")
+    foreign = sorted(e.name for e in d.iterdir() if not (_STATS_FILE.fullmatch(e.name) and not e.is_dir()))
+    if foreign:
+        raise OutputPathError(
+            f"refusing to replace {d}: it holds {foreign[:5]}, which are not stats files; "
+            "save to a new directory, or move those files away."
+        )
+
+
+def _remove_dead_copies(d: Path) -> None:
+    """Remove partial copies ``.NAME.PID.*.tmp`` beside ``d`` left by saves whose process died."""
+    for tmp in d.parent.glob(f".{glob_escape(d.name)}.*.tmp"):
+        m = re.fullmatch(rf"\.{re.escape(d.name)}\.(\d+)\..*\.tmp", tmp.name)
+        if not m or not tmp.is_dir() or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # alive under another user, or unknown: leave it
+            pass
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, mode) as fh:
-            yield fh, Path(tmp)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise write_error(exc, path) from exc
-        raise
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file + fsync + rename."""
-    with _atomic_file(path, "w") as (fh, _):
-        fh.write(text)
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: file system or kernel cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the complete directory ``new`` at ``target`` in one step; an old ``target`` is removed
+    afterwards.  With an atomic exchange (Linux) there is no moment without a valid ``target``;
+    elsewhere the old directory is renamed aside first and restored if the second rename fails."""
+    if not target.exists():
+        os.rename(new, target)
+    elif _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old stats
+    else:
+        aside = target.with_name(f".{target.name}.old.{os.getpid()}.tmp")
+        os.rename(target, aside)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(aside, target)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    _fsync_dir(target.parent)
 
 
 class _HashingWriter:
@@ -463,7 +544,7 @@ class _HashingWriter:
 def write_npy_atomic(path: Path, arr: np.ndarray) -> str:
     """Write ``arr`` as .npy through a temp file + fsync + rename; returns the file's SHA-256
     (hashed while writing: a multi-GB array is not read back)."""
-    with _atomic_file(path, "wb") as (fh, _):
+    with atomic_file(path, "wb") as (fh, _):
         out = _HashingWriter(fh)
         np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
     return out.sha256.hexdigest()
@@ -489,6 +570,8 @@ def stats_dirs_below(d: Path, max_depth: int = 5, limit: int = 3) -> list[Path]:
 
 def read_manifest(d: Path) -> dict[str, Any]:
     """Read and check ``d/manifest.json`` (format name and version)."""
+    if "\x00" in str(d):
+        raise StatsFormatError(f"{str(d)!r} contains a NUL byte, which no directory name can hold.")
     mpath = d / MANIFEST
     if not d.is_dir():
         raise StatsFormatError(f"{d} is not a directory; pass the directory written by GradientStats.save.")
@@ -506,6 +589,8 @@ def read_manifest(d: Path) -> dict[str, Any]:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StatsFormatError(f"{mpath} is not valid JSON ({exc}); the file is corrupted.") from exc
+    except RecursionError:
+        raise StatsFormatError(f"{mpath} is nested too deeply to be a stats manifest; the file is corrupted.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise StatsFormatError(f"{mpath} does not describe direct_opt gradient stats (format field).")
     version = manifest.get("format_version")
@@ -562,7 +647,13 @@ def load_checked_npy(d: Path, entry: Mapping[str, Any], mmap: bool, verify: bool
             f"{path} has {actual} bytes but shape {shape} {dtype} needs {expected}: the file is "
             "truncated or padded (an interrupted copy?). Re-copy or re-extract it."
         )
-    if verify and entry.get("sha256") and _sha256_file(path) != entry["sha256"]:
+    if verify and not (isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
+        raise StatsFormatError(
+            f"{path}: the manifest records no valid SHA-256 checksum for it ({entry.get('sha256')!r}), so it cannot "
+            "be verified. Load with verify=False (CLI: --no-verify) if you trust the file, and re-save the stats "
+            "to record checksums."
+        )
+    if verify and _sha256_file(path) != entry["sha256"]:
         raise StatsFormatError(
             f"{path}: SHA-256 checksum does not match the manifest; the file was modified or corrupted."
         )

@@ -30,6 +30,7 @@ from ..errors import InvalidParameterError, UnsupportedConstraintError
 from ..linop import ColumnOperator, ReducedOperator
 from ..oracle import DirectPolytope
 from ..reduction import top_k_mask
+from ..tolerance import fits
 from ..result import SelectionResult
 from ..solvers.base import Context
 from ..solvers.sca import sca_loop
@@ -37,7 +38,6 @@ from .comm import Comm
 
 SUPPORTED_BACKENDS = ("sca-exact",)
 NEAR_ONE = 1.0 - 1e-6
-_TOL = 1e-9
 
 
 def shard_range(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -186,7 +186,7 @@ def solve_sharded(problem: ShardedProblem, backend: str = "sca-exact", *, max_it
     viol = {"cardinality": abs(float(indices.size) - P.k), "box": 0.0}
     if P.tau is not None:
         viol["budget"] = max(0.0, budget_used - P.tau)
-    feasible = indices.size == P.k and all(vv <= 1e-7 * max(1.0, abs(P.tau or 0.0)) for vv in viol.values())
+    feasible = indices.size == P.k and (P.tau is None or fits(budget_used, P.tau))
     ub = upper_bound(P, oracle=oracle)
     converged = rel.converged
     return SelectionResult(
@@ -245,16 +245,16 @@ def _round(P: ShardedProblem, w: np.ndarray, sq: np.ndarray, local_search: bool,
         near = dist_top_k(np.where(near, w, -np.inf), P.k, comm) & near
         n_near = P.k
     m_rest = P.k - n_near
-    fits = True
+    fit = True
     if tau is not None:
         s_rest, _ = k_smallest_sum(P.a, ~near, m_rest, comm)
-        fits = float(comm.sum(P.a[near].sum())) + s_rest <= tau * (1 + 1e-12) + _TOL
-    if fits:
+        fit = fits(float(comm.sum(P.a[near].sum())) + s_rest, tau)
+    if fit:
         add_local(near)
         notes.append(f"kept {n_near} near-integral entries of w")
     else:
         notes.append("near-integral part of w did not fit the constraints; filled greedily instead")
-    count = n_near if fits else 0
+    count = n_near if fit else 0
     while count < P.k:  # greedy fill by marginal gain among completable candidates
         avail = ~x
         m = P.k - count
@@ -262,9 +262,7 @@ def _round(P: ShardedProblem, w: np.ndarray, sq: np.ndarray, local_search: bool,
         if tau is not None:
             s_m1, small = k_smallest_sum(P.a, avail, m - 1, comm)
             s_m, _ = k_smallest_sum(P.a, avail, m, comm)
-            room = tau - budget
-            tol = _TOL * max(1.0, tau)
-            cand &= (P.a + s_m1 <= room + tol) | (small & (s_m <= room + tol))
+            cand &= fits(budget + P.a + s_m1, tau) | (small & fits(budget + s_m, tau))
         gains = np.where(cand, 2.0 * h + sq, -np.inf)
         j_loc = int(np.argmax(gains)) if gains.size else 0
         best = comm.allgather(np.array([gains[j_loc] if gains.size else -np.inf]))
@@ -301,16 +299,16 @@ def _local_search(P: ShardedProblem, x: np.ndarray, p: np.ndarray, h: np.ndarray
         top_in = _global_best(P, -gin, ins_m, L)
         if tau is not None:
             a_outs = _values_at(P, P.a, outs)
-            room = tau - budget + float(a_outs.max())
-            top_in = np.concatenate([top_in, _global_best(P, -gin, ins_m & (P.a <= room + _TOL), L)])
+            after = budget - float(a_outs.max()) + P.a
+            top_in = np.concatenate([top_in, _global_best(P, -gin, ins_m & fits(after, tau, budget + P.a), L)])
         ins = np.unique(top_in)
         G_out, G_in = _columns_at(P, outs), _columns_at(P, ins)
         gin_in, lout_out = _values_at(P, gin, ins), _values_at(P, lout, outs)
         gain = gin_in[None, :] - lout_out[:, None] - 2.0 * (G_out.T @ G_in)
         ok = np.ones_like(gain, dtype=bool)
         if tau is not None:
-            ok &= budget - _values_at(P, P.a, outs)[:, None] + _values_at(P, P.a, ins)[None, :] <= tau * (1 + 1e-12) + _TOL
-        thresh = 1e-12 * max(1.0, abs(float(p @ p)))
+            ok &= fits(budget - _values_at(P, P.a, outs)[:, None] + _values_at(P, P.a, ins)[None, :], tau)
+        thresh = 1e-12 * abs(float(p @ p))
         gain = np.where(ok, gain, -np.inf)
         flat = int(np.argsort(-gain, axis=None, kind="stable")[0])
         a_, b_ = np.unravel_index(flat, gain.shape)

@@ -113,7 +113,43 @@ def add_parser(subparsers: Any) -> None:
     h.add_argument("--max-length", type=int, default=None, help="tokens per sample (default 128)")
     h.add_argument("--engine", choices=["torch", "trainer"], default=None, help="annealing loop (default torch)")
     h.add_argument("--optim-state", default=None, help="AdamW state_dict at the checkpoint (torch.save file)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
+
+
+def check(args: argparse.Namespace) -> None:
+    """The validation pass of ``direct-opt evaluate``: the resolved config (flags over --config),
+    selector names and options, sizes, schedule and output directory, before any corpus or model work."""
+    from ..cli import UsageError, check_input_path, check_number, check_output
+    from ..errors import DirectOptError
+    from ..extract import ExtractConfig
+    from .harness import _check_names
+    from .schedule import AnnealSchedule
+    from .spec import parse_selectors
+
+    if args.config is not None:
+        check_input_path(args.config, "--config")
+    try:
+        cfg = resolve_config(args)
+        _check_names(parse_selectors(cfg["selectors"]))
+        seeds = cfg["seeds"]
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise UsageError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+        AnnealSchedule.from_dict(cfg["schedule"])
+        ExtractConfig(**cfg["extract"]).validate()
+    except (DirectOptError, TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if cfg["corpus"] not in ("stdlib", "site-packages"):
+        raise UsageError(f"corpus must be 'stdlib' or 'site-packages', got {cfg['corpus']!r}")
+    check_number(cfg["k"], "-k/--k", minimum=1, integer=True)
+    for key in ("n_pool", "n_val", "n_test", "n_pretrain"):
+        check_number(cfg[key], f"--{key.replace('_', '-')}", minimum=1, integer=True)
+    check_number(cfg["pretrain_steps"], "--pretrain-steps", minimum=0, integer=True)
+    check_number(cfg["data_seed"], "--data-seed", minimum=0, integer=True)
+    check_number(cfg["lr"], "--lr", above=0.0)
+    check_number(cfg["program_tau_rel"], "program_tau_rel", above=0.0)
+    if cfg["k"] is not None and cfg["n_pool"] is not None and cfg["k"] > cfg["n_pool"]:
+        raise UsageError(f"-k {cfg['k']} exceeds --n-pool {cfg['n_pool']}")
+    check_output(argparse.Namespace(out=cfg["out"]), "--out", kind="dir")
 
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -227,7 +263,7 @@ def run_config(cfg: dict[str, Any], log: Any = print):
                     target_domain=cfg["target_domain"], model=cfg["model"], pretrain_steps=cfg["pretrain_steps"],
                     lr=float(cfg["lr"]), cache_dir=out, log=log, progress=bool(cfg["progress"]))
     n = int(setup.corpus.pool.shape[0])
-    k = int(cfg["k"]) if cfg.get("k") else max(1, int(math.ceil(K_FRACTION * n)))
+    k = int(cfg["k"]) if cfg.get("k") is not None else max(1, int(math.ceil(K_FRACTION * n)))
     ext = ExtractConfig(**{"verbose": bool(cfg["progress"]), **cfg["extract"]})
     t0 = time.perf_counter()
     report = evaluate(

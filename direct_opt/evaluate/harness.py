@@ -38,8 +38,9 @@ from tqdm.auto import tqdm
 
 from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameterError, UnknownNameError
 from ..threads import reproducible
+from ..output import write_output
 from ..result import _jsonable
-from ..stats import GradientStats, write_text_atomic
+from ..stats import GradientStats
 from .annealer import (Annealer, Checkpoint, as_annealer, check_row_keys_disjoint, n_rows, short_hash,  # noqa: F401
                        subset)
 from .report import EvalReport, build_summary
@@ -125,11 +126,9 @@ def _needs_stats(spec: SelectorSpec) -> bool:
 
 # ------------------------------------------------------------------------------- I/O
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file + rename (never a half-written file; the
-    usual permissions, 0o666 & ~umask, like every other output)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(_jsonable(obj), indent=1))
+    """Write JSON to ``path`` atomically (:func:`direct_opt.output.write_output`: temp file + fsync
+    + rename, mode 0666 & ~umask, regular files only; never a half-written file)."""
+    write_output(Path(path), json.dumps(_jsonable(obj), indent=1))
 
 
 def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..output import write_output
 from ..result import _jsonable
 from .intervals import paired_difference, summarize
 
@@ -244,12 +245,10 @@ class EvalReport:
 
     def save(self, out_dir: str | Path, plot: bool = True) -> dict[str, str]:
         """Write results.json, table.md and (``plot``) eval.png into ``out_dir``."""
-        from ..stats import write_text_atomic
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "results.json", json.dumps(_jsonable(self.to_dict()), indent=1))
-        (out / "table.md").write_text(self.table() + "\n")
+        write_output(out / "results.json", json.dumps(_jsonable(self.to_dict()), indent=1))
+        write_output(out / "table.md", self.table() + "\n")
         self.paths = {"results": str(out / "results.json"), "table": str(out / "table.md")}
         if plot:
             from ..plotting import save_eval_figure

@@ -89,8 +89,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-store-stiff", dest="store_stiff", action="store_false", help="do not keep the stiff coordinates")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bars")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="logging level of direct_opt (default warning)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
     return p
+
+
+def check(args: argparse.Namespace) -> None:
+    """The CLI's validation pass (exit 2 before any work): :func:`resolve_options`, the inputs
+    exist, and the run directory can be written (helpers in :mod:`direct_opt.cli`)."""
+    from ..cli import UsageError, check_input_path, check_number, check_output
+    from ..errors import DirectOptError
+
+    try:
+        opts = resolve_options(args)
+    except DirectOptError as exc:
+        raise UsageError(str(exc)) from None
+    check_number(opts["seed"], "--seed", minimum=0, integer=True)
+    check_input_path(opts["train"], "--train", kind="any")
+    check_input_path(opts["val"], "--val", kind="any")
+    check_output(argparse.Namespace(out=opts["out_dir"]), "--out", kind="dir")
 
 
 def resolve_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,6 +22,13 @@ import numpy as np
 from ..reduction import LOCAL, Reduction, top_k_mask
 
 
+def multiplier_bracket(c_max: float, a_min: float) -> float:
+    """A first upper end for the bisection on the budget multiplier mu: max|c| / min a > 0, the
+    multiplier's own scale (no absolute floor such as 1, which rescaled costs would make far off)."""
+    hi = c_max / max(a_min, 1e-300)
+    return hi if np.isfinite(hi) and hi > 0 else 1.0
+
+
 def top_k_fractional(score: np.ndarray, k: float) -> np.ndarray:
     """argmax score^T x over {0<=x<=1, 1^T x = k}: ones on the top floor(k), frac on the next."""
     n = score.shape[0]
@@ -102,8 +109,8 @@ class NumpyOps:
         return float(np.abs(x).max())
 
     def min_positive(self, x: np.ndarray) -> float:
-        """min(1, smallest positive entry) (1 when none is positive)."""
-        return float(x[x > 0].min(initial=1.0))
+        """The smallest positive entry (inf when none is positive)."""
+        return float(x[x > 0].min(initial=np.inf))
 
     def shrink(self, c: Any, a: Any, k: float, lo: float, hi: float):
         """None, or (keep, sure_in, count, c sum, a sum) of the candidates fixed over [lo, hi]."""
@@ -158,7 +165,7 @@ class ReducedOps(NumpyOps):
         return float(self.reduction.max(np.abs(x).max(initial=0.0)))
 
     def min_positive(self, x: np.ndarray) -> float:
-        return float(self.reduction.min(x[x > 0].min(initial=1.0)))
+        return float(self.reduction.min(x[x > 0].min(initial=np.inf)))
 
 
 class TorchOps:
@@ -210,7 +217,7 @@ class TorchOps:
 
     def min_positive(self, x) -> float:
         pos = x[x > 0]
-        return min(1.0, float(pos.min())) if pos.numel() else 1.0
+        return float(pos.min()) if pos.numel() else float("inf")
 
     def shrink(self, c, a, k_act: float, lo: float, hi: float):
         """Candidates whose top-k_act membership is the same for every mu in [lo, hi] (the

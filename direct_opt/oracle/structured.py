@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import InfeasibleProblemError, UnsupportedConstraintError
 from ..reduction import Reduction
-from .namespace import NumpyOps, ReducedOps, top_k_fractional
+from ..tolerance import fits
+from .namespace import NumpyOps, ReducedOps, multiplier_bracket, top_k_fractional
 
 _BISECT_MAX = 200
 _SHRINK_MIN = 4096  # shrink the LMO's candidate set only when more candidates than this remain
@@ -65,7 +66,7 @@ class DirectPolytope:
             )
         if tau is not None:
             need = self.min_budget_free()
-            if need > self.tau_free + 1e-9 * max(1.0, abs(tau)):
+            if not fits(need + self.host.dot(self.a, self.base), float(tau)):
                 raise InfeasibleProblemError(
                     f"budget: tau={tau:.6g} is below the smallest feasible budget "
                     f"{need + self.host.dot(self.a, self.base):.6g} (sum of the K smallest stiff costs); "
@@ -130,7 +131,7 @@ class DirectPolytope:
             return self._assemble(ops.to_host(x0))
         bracket = self._warm_bracket(ops, cf, af, k, tau)
         if bracket is None:  # grow from [0, |c|max / a_min] until the budget holds at hi
-            lo, hi = 0.0, max(1.0, ops.abs_max(cf) / max(ops.min_positive(af), 1e-300))
+            lo, hi = 0.0, multiplier_bracket(ops.abs_max(cf), ops.min_positive(af))
             x_lo, x_hi = x0, ops.top(cf - hi * af, k)
             for _ in range(_BISECT_MAX):
                 if ops.dot(af, x_hi) <= tau:
@@ -200,7 +201,7 @@ class DirectPolytope:
             d = cf - mu * af
             dual = ops.dot(d, ops.top(d, k)) + mu * tau
         primal = c_in + ops.dot(c_act, w)
-        return w, dual <= primal + 1e-12 * max(1.0, abs(primal), abs(dual))
+        return w, dual <= primal + 1e-12 * max(abs(primal), abs(dual))
 
     # ----------------------------------------------- search strategy (plain bisection)
     def _warm_start(self, ops, cf, af, k):
@@ -261,13 +262,13 @@ class DirectPolytope:
         if self.tau is None or af @ x <= self.tau_free:
             return self._assemble(x)
         tau = self.tau_free
-        lo, hi = 0.0, 1.0
+        lo, hi = 0.0, multiplier_bracket(float(np.abs(yf).max(initial=0.0)) + 1.0, float(af[af > 0].min(initial=np.inf)))
         x_hi = self._sum_multiplier(yf - hi * af)
         while af @ x_hi > tau and hi < 1e300:
             lo, hi = hi, hi * 4.0
             x_hi = self._sum_multiplier(yf - hi * af)
         for _ in range(_BISECT_MAX):
-            if hi - lo <= 1e-14 * hi or abs(af @ x_hi - tau) <= 1e-13 * max(1.0, tau):
+            if hi - lo <= 1e-14 * hi or abs(af @ x_hi - tau) <= 1e-13 * tau:
                 break
             mid = 0.5 * (lo + hi)
             x_mid = self._sum_multiplier(yf - mid * af)

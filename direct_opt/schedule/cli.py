@@ -79,7 +79,7 @@ def add_parser(subparsers: Any) -> None:
     q.add_argument("--min-step", type=_positive_int, default=None, help="fit points at steps >= this only")
     q.add_argument("--out", default="law.json", help="fitted law + goodness of fit, JSON (default law.json)")
     q.add_argument("--plot", default=None, help="observed vs predicted curves, PNG")
-    q.set_defaults(func=_cmd_fit)
+    q.set_defaults(func=_cmd_fit, check=check)
 
     q = sub.add_parser("predict", help="predict the loss curve of schedules with a fitted law")
     q.add_argument("--law", required=True, help="law JSON written by `schedule fit`")
@@ -89,7 +89,7 @@ def add_parser(subparsers: Any) -> None:
     q.add_argument("--level", type=_finite_float, default=0.9, help="bootstrap interval level (default 0.9)")
     q.add_argument("--out", default=None, help="predictions (JSON)")
     q.add_argument("--plot", default=None, help="predicted (and observed) curves, PNG")
-    q.set_defaults(func=_cmd_predict)
+    q.set_defaults(func=_cmd_predict, check=check)
 
     q = sub.add_parser("optimize", help="best WSD ratio/shape and a free-form schedule for a step budget")
     q.add_argument("--law", required=True, help="law JSON written by `schedule fit`")
@@ -101,7 +101,7 @@ def add_parser(subparsers: Any) -> None:
     q.add_argument("--no-free-form", action="store_true", help="grid only")
     q.add_argument("--out", default=None, help="result (JSON)")
     q.add_argument("--plot", default=None, help="final loss vs annealing ratio per shape, PNG")
-    q.set_defaults(func=_cmd_optimize)
+    q.set_defaults(func=_cmd_optimize, check=check)
 
     q = sub.add_parser("collect", help="train the embedded TinyGPT under several schedules and write the curves")
     q.add_argument("--out", required=True, help="output directory (curves.json, curves.png)")
@@ -121,13 +121,30 @@ def add_parser(subparsers: Any) -> None:
     q.add_argument("--n-head", type=_positive_int, default=None)
     q.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
     q.add_argument("--quiet", action="store_true")
-    q.set_defaults(func=_cmd_collect)
+    q.set_defaults(func=_cmd_collect, check=check)
 
 
 def _missing_action() -> int:
     from ..cli import UsageError
 
     raise UsageError("schedule needs an action: fit, predict, optimize or collect (see `direct-opt schedule --help`)")
+
+
+def check(args: argparse.Namespace) -> None:
+    """The validation pass of ``direct-opt schedule ACTION`` (helpers in :mod:`direct_opt.cli`)."""
+    from ..cli import check_input_path, check_number, check_output
+
+    for path in (getattr(args, "curves", None) or []):
+        check_input_path(path, "--curves")
+    if args.action in ("predict", "optimize"):  # (fit's --law is a law name)
+        check_input_path(args.law, "--law")
+    check_output(args, "--out", kind="dir" if args.action == "collect" else "file")
+    if getattr(args, "plot", None) is not None:
+        check_output(args, "--plot")
+    for flag in ("warmup", "bootstrap", "seed"):
+        check_number(getattr(args, flag, None), f"--{flag}", minimum=0, integer=True)
+    check_number(getattr(args, "level", None), "--level", above=0.0, maximum=1.0)
+    check_number(getattr(args, "final_lr", None), "--final-lr", minimum=0.0)
 
 
 def _write_json(path: str | None, blob: dict[str, Any]) -> None:

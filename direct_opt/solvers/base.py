@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import certified_ratio, check_certify, certify as certify_bound
+from ..certificates import certified_ratio, check_certify, certify as certify_bound, upper_bound
 from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..oracle import Oracle, check_oracle, make_oracle
@@ -186,7 +186,8 @@ class Backend:
         rounded = own_selection(problem, rel.selection)
         if rounded is None:
             rounded = round_selection(
-                problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority
+                problem, rel.w, local_search=ls, seed=seed, deadline=deadline, priority=rel.priority,
+                milp_time_limit=30.0 if deadline is None else max(0.1, min(30.0, deadline - time.monotonic())),
             )
         if not rounded.ok:
             return self._infeasible(problem, rounded.message, time.monotonic() - t0, rel)
@@ -198,8 +199,11 @@ class Backend:
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
         left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
-        ub, cert = certify_bound(problem, certify if left is None or left > 1e-3 else "cheap", rel.w, rel.gap, left,
-                                 oracle=ctx.injected)
+        if left is not None and left <= 1e-3:  # past the time limit: the norm bound only (one LMO, no Gram matrix)
+            ub, cert = upper_bound(problem, rel.w, rel.gap, oracle=ctx.injected, spectral=False), {"method": "norm (time limit)"}
+        else:
+            ub, cert = certify_bound(problem, certify, rel.w, rel.gap, left,
+                                     oracle=ctx.injected)
         cert.pop("time_s", None)  # results are deterministic; the bound's cost is part of res.time_s
         if rel.upper_bound is not None and rel.upper_bound < ub:
             ub, cert = float(rel.upper_bound), {**cert, "method": f"{self.name} (its own bound)"}

@@ -80,7 +80,7 @@ class FrankWolfe(Backend):
             step = gamma * float(np.linalg.norm(d))
             f = P.value_from(p, w)
             stop = record_iteration(history, ctx, t, f, step, gap)
-            if stop is None and gap <= 1e-12 * max(1.0, abs(f)):
+            if stop is None and gap <= 1e-12 * abs(f):
                 stop = "converged"
             if stop:
                 break

@@ -65,7 +65,10 @@ class PgaDykstra(Backend):
             raise InvalidParameterError(
                 f"options step_size={o['step_size']!r} must be > 0 and dykstra_tol={o['dykstra_tol']!r} >= 0."
             )
-        proj = lambda y: dykstra(y, P.lb, P.ub, P.k, P.a, P.tau, int(o["dykstra_iters"]), float(o["dykstra_tol"]))  # noqa: E731
+        # the budget row scaled to max a = 1 (exact for powers of 2; a @ a cannot underflow or overflow)
+        s = float(P.a.max()) if float(P.a.max()) > 0 else 1.0
+        a_n, tau_n = P.a / s, None if P.tau is None else P.tau / s
+        proj = lambda y: dykstra(y, P.lb, P.ub, P.k, a_n, tau_n, int(o["dykstra_iters"]), float(o["dykstra_tol"]))  # noqa: E731
         w, _ = proj(np.full(P.n, P.k / P.n))
         history, stop, t, cycles = [], None, 0, 0
         for t in range(1, ctx.max_iter + 1):

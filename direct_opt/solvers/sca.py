@@ -64,7 +64,7 @@ def sca_loop(problem: SelectionProblem, ctx: Context, oracle, subproblem) -> Rel
         w_next = subproblem(w, grad, v)
         p_next = next_product(problem.op, p, w, w_next)
         f_next = problem.value_from(p_next, w_next)
-        if f_next < f - 1e-9 * max(1.0, abs(f)):  # only an inexact subproblem can do this
+        if f_next < f - 1e-9 * abs(f):  # only an inexact subproblem can do this
             notes.append(f"iteration {t}: inexact subproblem lowered f; kept the previous iterate and stopped")
             t, stop = t - 1, "stalled"
             break
@@ -106,8 +106,9 @@ class ScaExact(Backend):
 
 def _cvxpy_constraints(problem: SelectionProblem, w):
     cons = [w >= problem.lb, w <= problem.ub, _cp().sum(w) == problem.k]
-    if problem.tau is not None:
-        cons.append(problem.a @ w <= problem.tau)
+    if problem.tau is not None:  # scaled to max a = 1: OSQP's tolerances are absolute
+        s = float(problem.a.max()) if float(problem.a.max()) > 0 else 1.0
+        cons.append((problem.a / s) @ w <= problem.tau / s)
     for con in problem.constraints:
         cons.extend(con.cvxpy_constraints(w, problem))
     return cons
@@ -134,9 +135,13 @@ class _OsqpSubproblem:
         n = problem.n
         rows = problem.all_linear_rows()
         self.problem, self.oracle, self.notes = problem, oracle, []
-        self.A = sp.vstack([rows.A, sp.identity(n, format="csr")], format="csc")
-        self.l = np.r_[rows.lo, problem.lb]
-        self.u = np.r_[rows.hi, problem.ub]
+        # each row scaled to max |coefficient| = 1: OSQP's tolerances are absolute, so a budget row of
+        # tiny or huge costs must not change the answer (scale invariance, docs/reliability.md)
+        size = np.asarray(abs(rows.A).max(axis=1).todense()).ravel()
+        size = np.where(size > 0, size, 1.0)
+        self.A = sp.vstack([sp.diags(1.0 / size) @ rows.A, sp.identity(n, format="csr")], format="csc")
+        self.l = np.r_[rows.lo / size, problem.lb]
+        self.u = np.r_[rows.hi / size, problem.ub]
         self.solver = osqp.OSQP()
         self.solver.setup(sp.identity(n, format="csc"), np.zeros(n), self.A, self.l, self.u, verbose=False,
                           eps_abs=eps, eps_rel=eps, max_iter=20000, polishing=True)
@@ -257,5 +262,5 @@ def _solve_checked(prob, cp, w) -> None:
             return
     if all(s.endswith(cp.INFEASIBLE) for s in statuses):
         raise InfeasibleProblemError("the continuous relaxation is infeasible (Clarabel and SCS both report infeasible).")
-    if w.value is None:
+    if w.value is None or not np.all(np.isfinite(w.value)):
         raise SolverError(f"the cvxpy subproblem returned no point ({'; '.join(statuses)}); try backend 'sca-exact'.")

@@ -42,9 +42,9 @@ def test_solve_writes_selection_json(stats_dir, tmp_path, capsys):
     [
         (["solve", "--stats", "{d}", "-k", "0"], "must be > 0"),
         (["solve", "--stats", "{d}", "-k", "3", "--backend", "nope"], "unknown backend"),
-        (["solve", "--stats", "/nonexistent/dir", "-k", "3"], "not a directory"),
-        (["solve", "--stats", "{d}", "-k", "100000"], "k=100000"),
-        (["solve", "--stats", "{d}", "-k", "3", "--tau-rel", "-1"], "tau_rel"),
+        (["solve", "--stats", "/nonexistent/dir", "-k", "3"], "does not exist"),
+        (["solve", "--stats", "{d}", "-k", "100000"], "-k 100000 exceeds the pool size"),
+        (["solve", "--stats", "{d}", "-k", "3", "--tau-rel", "-1"], "--tau-rel must be > 0"),
         (["solve", "--stats", "{d}", "-k", "3", "--tau", "nan"], "finite"),
         (["frobnicate"], "invalid choice"),
         ([], "no command"),

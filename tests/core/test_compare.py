@@ -81,4 +81,4 @@ def test_bad_backend_names_one_line_exit_2(stats_dir, capsys, backends, fragment
 def test_missing_stats_dir_is_one_line_error(capsys):
     code = main(["compare", "--stats", "/nonexistent/dir", "-k", "3", "--backends", "greedy"])
     err = capsys.readouterr().err
-    assert code != 0 and len(err.strip().splitlines()) == 1 and "not a directory" in err
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "does not exist" in err

@@ -52,6 +52,6 @@ def test_bad_flags_exit_2_with_one_line(argv, needle, capsys):
 def test_bad_config_file_is_one_line(tmp_path, capsys):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"corpus": "stdlib", "n_pols": 10}))
-    assert main(["evaluate", "--config", str(cfg)]) == 1
+    assert main(["evaluate", "--config", str(cfg)]) == 2  # a bad argument: exit 2, before any work
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown config key(s) ['n_pols']" in err[0]

@@ -156,5 +156,5 @@ def test_select_write_back_every_format(model_dir, tmp_path, capsys):
         assert index["tokens"] == int(st.token_counts[index["indices"]].sum())
     # an existing output is never clobbered
     assert main(["select", "--stats", stats_dir, "-k", "4", "--write-back", str(tmp_path / "chosen.jsonl"),
-                 "--data", str(paths["jsonl"]), "--id-field", "doc"]) == 1
+                 "--data", str(paths["jsonl"]), "--id-field", "doc"]) == 2  # a bad argument: exit 2
     assert "exists" in capsys.readouterr().err

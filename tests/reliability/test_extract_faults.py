@@ -109,13 +109,15 @@ def killed_run(reference, tmp_path_factory) -> dict:
     assert proc.poll() is None, "the slow worker finished before it could be killed"
     _lib.sigkill(proc)
     after_kill("random time in the pool pass")
-    # (4) final stats save: some arrays written, no manifest yet
+    # (4) final stats save: some arrays written into the partial copy .stats.PID.*.tmp, no stats/ yet
     s = rng.randint(1, 6)
-    _lib.sigkill(kill_when_paused(f"stats/:{s}"))
+    _lib.sigkill(kill_when_paused(f".stats.:{s}"))
     after_kill(f"final save, after {s} stats array(s)")
-    obs["stats_files_before_resume"] = sorted(p.name for p in (run / "stats").glob("*.npy"))
+    obs["stats_files_before_resume"] = sorted(p.name for p in run.glob(".stats.*.tmp/*.npy"))
+    obs["stats_dir_before_resume"] = (run / "stats").exists()
     # restart with the same arguments (here, in-process; the lock of the killed child is stale)
     obs["checksum"] = _lib.extract(str(run)).checksum()
+    obs["partial_copies_after_resume"] = sorted(p.name for p in run.glob(".stats.*.tmp"))
     obs["run"] = run
     return obs
 
@@ -135,7 +137,8 @@ def test_each_kill_left_only_valid_files_and_a_stale_lock(killed_run):
     assert counts == sorted(counts) and 2 <= counts[1] <= 4 and counts[3] == _lib.N_SHARDS  # progress kept
     assert counts[2] > counts[1]  # the random-time kill came after at least one more shard
     assert all(k["stale_lock"] for k in kills)  # SIGKILL leaves the lock; the restart took it over
-    assert 1 <= len(killed_run["stats_files_before_resume"]) <= 6
+    assert 1 <= len(killed_run["stats_files_before_resume"]) <= 6 and not killed_run["stats_dir_before_resume"]
+    assert killed_run["partial_copies_after_resume"] == []  # the dead save's partial copy was removed
 
 
 def test_second_writer_is_refused_with_a_lock_error(killed_run):
