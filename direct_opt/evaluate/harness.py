@@ -404,7 +404,7 @@ def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: A
         from ..extract import ExtractConfig
 
         extract_config = ExtractConfig(k_sketch=512, projector="sjlt", batch_size=32, verbose=progress)
-    _check_less_features(specs, stats, _with_optimizer_state(extract_config, annealer))
+    _check_less_features(specs, stats, with_optimizer_state(extract_config, _annealer_optimizer_state(annealer)))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and extract_config.out_dir is None and stats is None:
         extract_config = dataclasses.replace(extract_config, out_dir=str(out / "extract"))
@@ -481,10 +481,15 @@ def _check_less_features(specs: Sequence[SelectorSpec], stats: Any, cfg: Any) ->
             "'less:variant=mean-gradient' (the simplified LESS).")
 
 
-def _with_optimizer_state(cfg: Any, annealer: Any) -> Any:
-    """``cfg`` with the annealer's checkpoint AdamW state (the features of faithful ``less``) when
-    the config has none, the annealer has one and the projector forms per-sample gradients."""
-    state = getattr(annealer, "optimizer_state", lambda: None)()
+def _annealer_optimizer_state(annealer: Any) -> Mapping[str, Any] | None:
+    """The annealer's checkpoint AdamW state (its optional ``optimizer_state()`` method), or None."""
+    return getattr(annealer, "optimizer_state", lambda: None)()
+
+
+def with_optimizer_state(cfg: Any, state: Mapping[str, Any] | None) -> Any:
+    """``cfg`` (ExtractConfig) with the checkpoint's AdamW ``state`` (the features of faithful
+    ``less``) when the config has none, ``state`` is not None and the projector forms per-sample
+    gradients; else ``cfg`` unchanged."""
     if cfg.optimizer_state is not None or state is None or cfg.projector in ("kronecker", "paper"):
         return cfg
     return dataclasses.replace(cfg, optimizer_state=state)
@@ -500,7 +505,7 @@ def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
 
         t0 = time.perf_counter()
         plan.stats = extract_stats(plan.annealer.model(), plan.loss_fn, plan.data.pool, plan.data.val,
-                                   _with_optimizer_state(plan.extract_config, plan.annealer))
+                                   with_optimizer_state(plan.extract_config, _annealer_optimizer_state(plan.annealer)))
         extract_time = time.perf_counter() - t0
     stats = plan.stats
     if stats is None:
