@@ -7,6 +7,7 @@ cosines of the sketches equal those of the explicit per-sample gradients in para
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -163,3 +164,16 @@ def test_optimizer_state_errors():
     with pytest.raises(InvalidInputError, match="covers 4 parameters"):
         extract_stats(other, lambda m, b: m(b).sum(1), [torch.zeros(2)] * 3, [torch.zeros(2)] * 2,
                       ExtractConfig(k_sketch=3, verbose=False, optimizer_state=_adam_state(model, 0, 1)))
+
+
+def test_hessian_mode_and_resume_give_the_same_features(setup, tmp_path):
+    model, pool, val, groups, states, g_pool, g_val, _ = setup
+    d = g_pool.shape[1]
+    cfg = ExtractConfig(k_sketch=d, curvature="hessian-lanczos", batch_size=7, verbose=False,
+                        optimizer_state=states[0], out_dir=str(tmp_path / "run"))
+    st = extract_stats(model, mse, pool, val, cfg, val_groups=groups)  # full Hessian basis: a rotation
+    want = _brute_less(_adam_dir(states[0], g_pool), g_val, groups).max(1)
+    np.testing.assert_allclose(select("less", k=6, stats=st).scores, want, atol=1e-4)
+    shutil.rmtree(tmp_path / "run" / "stats")
+    again = extract_stats(model, mse, pool, val, cfg, val_groups=groups)  # resumed from the shards
+    assert again.checksum() == st.checksum()
