@@ -36,13 +36,15 @@ from .errors import (
 from .output import _UMASK, atomic_file, write_error, write_text_atomic  # noqa: F401 - write_error re-exported
 
 FORMAT_NAME = "direct_opt.gradient_stats"
-FORMAT_VERSION = 2  # 2 added sample_ids / token_counts; version 1 directories still load
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2 added sample_ids / token_counts; 3 val_coords / adam_coords / val_groups (LESS)
+READABLE_VERSIONS = (1, 2, 3)  # older directories load with the newer fields None
 MANIFEST = "manifest.json"
 # Optional (N,) / (k,) / (k*, N) arrays beside the required ones, in save order.
-_OPTIONAL = ("eigvals", "G_stiff", "val_grad", "losses", "grad_norms")
-# Optional per-sample (N,) identity arrays (integers or fixed-width strings, not floats).
-_PER_SAMPLE = ("sample_ids", "token_counts")
+_OPTIONAL = ("eigvals", "G_stiff", "val_grad", "losses", "grad_norms", "val_coords", "adam_coords")
+_MATRICES = ("G_stiff", "val_coords", "adam_coords")
+# Optional label arrays (integers or fixed-width strings, not floats): per-sample (N,) ids and
+# token counts, and the (M,) validation group labels.
+_PER_SAMPLE = ("sample_ids", "token_counts", "val_groups")
 _FLOAT_KINDS = "f"
 _CHUNK = 1 << 16  # columns checked per chunk when validating large (memory-mapped) G
 
@@ -135,6 +137,13 @@ def _per_sample_array(name: str, value: Any, kinds: str, what: str, n: int | Non
     return arr
 
 
+def check_val_groups(m: int | None, val_groups: Any) -> np.ndarray | None:
+    """Validate (M,) group labels (integers or strings) of the validation samples; None passes through."""
+    if val_groups is None:
+        return None
+    return _per_sample_array("val_groups", val_groups, "iuU", "integers or strings", m)
+
+
 def check_sample_arrays(n: int | None, sample_ids: Any, token_counts: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Validate per-sample ids (unique integers/strings) and token counts (integers >= 0) of N samples."""
     ids = tc = None
@@ -167,6 +176,11 @@ class GradientStats:
             integers or strings): column i of G describes sample ``sample_ids[i]``.
         token_counts: optional (N,) integer tokens per sample (e.g. for a token budget,
             :class:`direct_opt.constraints.TokenBudget`).
+        val_coords: optional (k, M) per-example validation gradients in the eigen-coordinates
+            (plain gradients; LESS's validation features).
+        adam_coords: optional (k, N) Adam update directions m̂/(√v̂+ε) of the pool samples in the
+            same coordinates (LESS's training features; extracted with an optimizer state).
+        val_groups: optional (M,) group label of each validation example (LESS: max over groups).
         metadata: optional per-sample arrays of length N (ids, group labels, token counts).
         config: JSON-serialisable provenance (extraction config, model fingerprint, ...).
     """
@@ -181,6 +195,9 @@ class GradientStats:
     grad_norms: np.ndarray | None = None
     sample_ids: np.ndarray | None = None
     token_counts: np.ndarray | None = None
+    val_coords: np.ndarray | None = None
+    adam_coords: np.ndarray | None = None
+    val_groups: np.ndarray | None = None
     metadata: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     validate: bool = field(default=True, repr=False)
@@ -191,7 +208,7 @@ class GradientStats:
         for name in _OPTIONAL:
             val = getattr(self, name)
             if val is not None:
-                setattr(self, name, as_float_array(name, val, 2 if name == "G_stiff" else 1))
+                setattr(self, name, as_float_array(name, val, 2 if name in _MATRICES else 1))
         self._check_per_sample()
         for label in ("metadata", "config"):
             if not isinstance(getattr(self, label) or {}, Mapping):
@@ -255,8 +272,21 @@ class GradientStats:
                 raise ShapeMismatchError(
                     f"val_grad has shape {self.val_grad.shape}; expected (k={self.eigvals.shape[0]},)."
                 )
+        self._check_less_fields(n)
         if self.validate:
             self._validate_values()
+
+    def _check_less_fields(self, n: int) -> None:
+        k = None if self.eigvals is None else self.eigvals.shape[0]
+        if self.adam_coords is not None and (self.adam_coords.shape[1] != n or
+                                             (k is not None and self.adam_coords.shape[0] != k)):
+            raise ShapeMismatchError(f"adam_coords has shape {self.adam_coords.shape}; expected (k={k}, N={n}).")
+        if self.val_coords is not None and k is not None and self.val_coords.shape[0] != k:
+            raise ShapeMismatchError(f"val_coords has shape {self.val_coords.shape}; expected (k={k}, M).")
+        if self.val_groups is not None:
+            if self.val_coords is None:
+                raise InvalidParameterError("val_groups given without val_coords (the per-example validation gradients).")
+            self.val_groups = check_val_groups(self.val_coords.shape[1], self.val_groups)
 
     def _check_per_sample(self) -> None:
         n = int(np.shape(self.G_flat)[1]) if np.ndim(self.G_flat) == 2 else None

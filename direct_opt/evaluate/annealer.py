@@ -162,6 +162,10 @@ class TinyGPTAnnealer:
     def has_optimizer_state(self) -> bool:
         return self.ckpt.optim_state is not None
 
+    def optimizer_state(self) -> dict | None:
+        """The checkpoint's AdamW ``state_dict()`` (LESS's Adam features), or None."""
+        return self.ckpt.optim_state
+
     def anneal(self, data: torch.Tensor, *, schedule: AnnealSchedule, peak_lr: float, seed: int,
                eval_sets: Mapping[str, torch.Tensor], eval_batch_size: int) -> AnnealResult:
         return anneal(self.ckpt.model_state, self.ckpt.optim_state, data, lrs=schedule.lrs(n_rows(data), peak_lr),

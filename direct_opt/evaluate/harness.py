@@ -404,6 +404,7 @@ def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: A
         from ..extract import ExtractConfig
 
         extract_config = ExtractConfig(k_sketch=512, projector="sjlt", batch_size=32, verbose=progress)
+    _check_less_features(specs, stats, with_optimizer_state(extract_config, _annealer_optimizer_state(annealer)))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and extract_config.out_dir is None and stats is None:
         extract_config = dataclasses.replace(extract_config, out_dir=str(out / "extract"))
@@ -463,6 +464,37 @@ def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dic
     return core, records, pending
 
 
+def _check_less_features(specs: Sequence[SelectorSpec], stats: Any, cfg: Any) -> None:
+    """Stop before any work when faithful ``less`` (Adam features) cannot get its features."""
+    wants = [s.label for s in specs if s.name in ("less", "direct-aligned")
+             and s.options.get("variant", "faithful") == "faithful"
+             and s.options.get("features", "adam") == "adam"]
+    has = stats.adam_coords is not None if stats is not None else cfg.optimizer_state is not None
+    if wants and not has:
+        where = ("the stats given have no adam_coords" if stats is not None else
+                 "the checkpoint has no optimizer state" if cfg.projector not in ("kronecker", "paper") else
+                 f"projector {cfg.projector!r} forms no per-sample gradients")
+        raise InvalidInputError(
+            f"selector {wants[0]!r} uses faithful LESS, whose training features are the Adam update directions, "
+            f"but {where}. Pass the checkpoint's optimizer state (a TrainState, or optim_state=...) with a "
+            "'gaussian'/'sjlt' projector, or use 'less:features=sgd' (LESS's scores on plain gradients) or "
+            "'less:variant=mean-gradient' (the simplified LESS).")
+
+
+def _annealer_optimizer_state(annealer: Any) -> Mapping[str, Any] | None:
+    """The annealer's checkpoint AdamW state (its optional ``optimizer_state()`` method), or None."""
+    return getattr(annealer, "optimizer_state", lambda: None)()
+
+
+def with_optimizer_state(cfg: Any, state: Mapping[str, Any] | None) -> Any:
+    """``cfg`` (ExtractConfig) with the checkpoint's AdamW ``state`` (the features of faithful
+    ``less``) when the config has none, ``state`` is not None and the projector forms per-sample
+    gradients; else ``cfg`` unchanged."""
+    if cfg.optimizer_state is not None or state is None or cfg.projector in ("kronecker", "paper"):
+        return cfg
+    return dataclasses.replace(cfg, optimizer_state=state)
+
+
 def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
                   ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Phase 3: gradient statistics (once, when a pending selector needs them; stored in
@@ -473,7 +505,7 @@ def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
 
         t0 = time.perf_counter()
         plan.stats = extract_stats(plan.annealer.model(), plan.loss_fn, plan.data.pool, plan.data.val,
-                                   plan.extract_config)
+                                   with_optimizer_state(plan.extract_config, _annealer_optimizer_state(plan.annealer)))
         extract_time = time.perf_counter() - t0
     stats = plan.stats
     if stats is None:

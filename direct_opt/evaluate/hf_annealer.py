@@ -123,6 +123,10 @@ class HFAnnealer:
     def has_optimizer_state(self) -> bool:
         return self.optim_state is not None
 
+    def optimizer_state(self) -> dict | None:
+        """The checkpoint's AdamW ``state_dict()`` (LESS's Adam features), or None."""
+        return self.optim_state
+
     # ------------------------------------------------------------------- running
     def _optimizer(self, model: torch.nn.Module, peak_lr: float, restore: bool) -> torch.optim.AdamW:
         params = [p for p in model.parameters() if p.requires_grad]

@@ -36,8 +36,8 @@ from ..lm.train import evaluate_loss, restore, train_step, wsd_lr
 from ..result import _jsonable
 from ..threads import reproducible
 from .annealer import token_rows
-from .harness import (Checkpoint, _check_names, _check_seeds, _needs_stats, _trim, data_fingerprint,
-                      evaluate, write_json_atomic)
+from .harness import (Checkpoint, _check_less_features, _check_names, _check_seeds, _needs_stats, _trim,
+                      data_fingerprint, evaluate, with_optimizer_state, write_json_atomic)
 from .intervals import paired_difference, summarize
 from .schedule import AnnealSchedule
 from .spec import SelectorSpec, parse_selectors
@@ -206,6 +206,8 @@ def evaluate_online(
         cfg = extract_config or ExtractConfig(k_sketch=512, projector="sjlt", batch_size=32, verbose=progress)
         if out is not None and cfg.out_dir is None:
             cfg = dataclasses.replace(cfg, out_dir=str(out / "extract"))
+        cfg = with_optimizer_state(cfg, ckpt.optim_state)  # faithful `less` needs the Adam features
+        _check_less_features(st_specs, None, cfg)
         stats = extract_stats(ckpt.model(), loss_fn, pool_t, val_t, cfg)
 
     def static_runs(specs: list[SelectorSpec], steps: int, tag: str) -> list[dict[str, Any]]:

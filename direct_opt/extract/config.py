@@ -53,6 +53,12 @@ class ExtractConfig:
         threads: torch CPU threads during the extraction (default 1: the stats are bit-identical
             whatever the machine's core count, see :mod:`direct_opt.threads`; None: torch's
             current setting, faster on many cores but the last bits then depend on it).
+        optimizer_state: the checkpoint's torch Adam/AdamW ``optimizer.state_dict()`` (e.g.
+            ``TrainState.optim_state``), optimizer built on ``model.parameters()``. When given,
+            the stats also hold the sketches of each pool sample's Adam update direction
+            (``stats.adam_coords``, the features of faithful LESS); needs a dense projector
+            (``gaussian``, ``sjlt``) or ``curvature="hessian-lanczos"``. Recorded in the
+            provenance as a summary (step, betas, eps, SHA-256 of the moments).
     """
 
     k_sketch: int = 2048
@@ -72,6 +78,7 @@ class ExtractConfig:
     lanczos_steps: int | None = None
     collate_fn: Callable[[list[Any]], Any] | None = None
     threads: int | None = 1
+    optimizer_state: Mapping[str, Any] | None = None
 
     def validate(self) -> "ExtractConfig":
         """Check ranges and names; raise InvalidParameterError / UnknownNameError. Returns self."""
@@ -109,6 +116,14 @@ class ExtractConfig:
                 raise UnknownNameError(
                     f"unknown {label} {value!r}; known {label}s: {', '.join(sorted(known))}."
                 )
+        if self.optimizer_state is not None:
+            from .adam import describe_optimizer_state
+
+            describe_optimizer_state(self.optimizer_state)  # raises on a malformed state dict
+            if self.projector in ("kronecker", "paper"):
+                raise InvalidParameterError(
+                    f"optimizer_state (Adam features for LESS) needs the per-sample gradients, which projector "
+                    f"{self.projector!r} never forms; use projector='gaussian' or 'sjlt', or drop optimizer_state.")
         if not isinstance(self.projector_options, Mapping):
             raise InvalidParameterError("projector_options must be a dict of keyword options.")
         return self
@@ -123,6 +138,10 @@ class ExtractConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             out[f.name] = _json_safe(getattr(self, f.name))
+        if self.optimizer_state is not None:
+            from .adam import describe_optimizer_state
+
+            out["optimizer_state"] = describe_optimizer_state(self.optimizer_state)
         out["dtype"] = self.torch_dtype_name
         return out
 

@@ -21,11 +21,12 @@ from tqdm.auto import tqdm
 from .ranks import (check_same_header, compute_on_rank0, gather_batches, make_output_dir, my_batches,
                     read_pool, resolve_comm, share_arrays)
 from ..errors import ExtractionError
-from ..stats import GradientStats, check_sample_arrays
+from ..stats import GradientStats, check_sample_arrays, check_val_groups
 from ..threads import fixed_threads
 from .config import ExtractConfig
 from .curvature import CURVATURES, fisher_eigen, lanczos
 from .data import LossFn, batch_ranges, data_fingerprint, default_collate_samples, iter_batches, to_device
+from .adam import AdamDirection
 from .elbow import choose_k_star
 from .hf import token_counts
 from .params import model_fingerprint, select_params
@@ -33,7 +34,7 @@ from .per_sample import PerSampleGrad
 from .projector_registry import make_projector, projector_input
 from .projectors import BasisProjector
 from .shards import OutputDir
-from .sketch import DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
+from .sketch import AdamSketcher, DenseSketcher, KroneckerSketcher, PaperSketcher, Sketcher
 
 log = logging.getLogger("direct_opt.extract")
 
@@ -84,7 +85,7 @@ def _fisher_curvature(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig
             bar.update(e - s)
     z_val = gather_batches(zs, len(ranges), comm)  # (M, k) in batch order on every rank
     lam, vec = fisher_eigen(z_val)
-    arrays = {"eigvals": lam, "basis": vec, "val_mean": z_val.astype(np.float64).mean(0),
+    arrays = {"eigvals": lam, "basis": vec, "val_mean": z_val.astype(np.float64).mean(0), "val_sketch": z_val,
               "val_losses": gather_batches(ls, len(ranges), comm).ravel()}
     info = {"kind": "fisher", "k": int(lam.size), "m": len(val)}
     return share_arrays(arrays, info, comm) if comm is not None else (arrays, info)
@@ -122,6 +123,16 @@ def _hessian_curvature(engine: PerSampleGrad, val: Sequence[Any], cfg: ExtractCo
                     "lanczos_steps": int(cfg.lanczos_steps or min(engine.dim, 2 * k + 20))}
 
 
+def _val_sketches(sketcher: Sketcher, val: Sequence[Any], cfg: ExtractConfig, device: torch.device) -> np.ndarray:
+    """(M, k) float32 sketches of the per-example validation gradients (plain SGD gradients)."""
+    out = []
+    with _bar(cfg, len(val), "validation (sketches)") as bar:
+        for _, s, e, batch in iter_batches(val, batch_ranges(len(val), cfg.batch_size), cfg.collate_fn):
+            out.append(sketcher.sketch(to_device(batch, device), e - s, s, "validation")[1].numpy())
+            bar.update(e - s)
+    return np.concatenate(out).astype(np.float32)
+
+
 class _IdentityProjector(BasisProjector):
     """z = g (used to collect full validation gradients for the Hessian mode)."""
 
@@ -136,6 +147,7 @@ class _IdentityProjector(BasisProjector):
 def extract_stats(
     model: torch.nn.Module, loss_fn: LossFn, train_samples: Sequence[Any], val_samples: Sequence[Any],
     cfg: ExtractConfig | None = None, comm: Any = None, *, sample_ids: Sequence[Any] | np.ndarray | None = None,
+    val_groups: Sequence[Any] | np.ndarray | None = None,
 ) -> GradientStats:
     """Gradient statistics of a candidate pool at the model's current weights.
 
@@ -153,11 +165,15 @@ def extract_stats(
             identical to a one-process run; see docs/scaling.md.
         sample_ids: (N,) unique id of each pool sample (integers or strings, e.g. an id column);
             default: the pool index 0..N-1. Stored as ``stats.sample_ids``.
+        val_groups: (M,) group label of each validation sample (integers or strings, e.g. the
+            task), stored as ``stats.val_groups``: LESS takes the max over groups.
     Returns:
         GradientStats with G_flat (k-k*, N), a_stiff (N,), eigvals (k,), k_star, G_stiff
         (k*, N) if ``cfg.store_stiff``, val_grad (k,), losses (N,), grad_norms (N,) and a
         JSON ``config`` (the ExtractConfig, projector, curvature, fingerprints, version),
-        ``sample_ids`` and, for token samples (dicts with ``input_ids``), ``token_counts`` (N,).
+        ``sample_ids`` and, for token samples (dicts with ``input_ids``), ``token_counts`` (N,);
+        val_coords (k, M) per-example validation gradients in the same coordinates, and
+        adam_coords (k, N) (the Adam update directions) when ``cfg.optimizer_state`` is given.
     Raises:
         ExtractionError, InvalidParameterError, UnknownNameError, OutputLockedError.
     """
@@ -167,7 +183,8 @@ def extract_stats(
             raise ExtractionError(f"{label} is empty; pass at least one sample.")
     ids = np.arange(len(train_samples), dtype=np.int64) if sample_ids is None else sample_ids
     ids, counts = check_sample_arrays(len(train_samples), ids, token_counts(train_samples))
-    per_sample = {"sample_ids": ids, "token_counts": counts}
+    per_sample = {"sample_ids": ids, "token_counts": counts,
+                  "val_groups": check_val_groups(len(val_samples), val_groups)}
     device = torch.device(cfg.device)
     was_training = model.training
     model.to(device)
@@ -213,16 +230,28 @@ def _run(model: torch.nn.Module, loss_fn: LossFn, engine: PerSampleGrad, train: 
         basis = torch.from_numpy(np.asarray(curv["basis"], dtype=np.float32))
         sketcher = DenseSketcher(engine, BasisProjector(basis, device, label="hessian eigenvectors"))
     assert sketcher is not None
+    if "val_sketch" not in curv:  # hessian mode (or a run directory saved before it was stored)
+        curv["val_sketch"] = _val_sketches(sketcher, val, cfg, device)
+    pool_sketcher: Sketcher = sketcher
+    if cfg.optimizer_state is not None:
+        if type(sketcher) is not DenseSketcher:
+            raise ExtractionError(
+                f"optimizer_state (Adam features for LESS) needs per-sample gradients, which the "
+                f"{type(sketcher).__name__} of projector {cfg.projector!r} never forms; use projector='gaussian' "
+                "or 'sjlt', or drop optimizer_state.")
+        pool_sketcher = AdamSketcher(sketcher, AdamDirection(cfg.optimizer_state, model, engine.names, device))
     lam = np.asarray(curv["eigvals"], dtype=np.float64)
     k = int(lam.size)
     k_star = choose_k_star(cfg.elbow, lam, cfg.elbow_energy)
     ranges = batch_ranges(len(train), cfg.batch_size)
-    rows = _pool_rows(sketcher, train, ranges, 2 + k, cfg, device, out, comm)
+    adam = pool_sketcher is not sketcher
+    cols = 2 + k * (2 if adam else 1)  # [loss, |g|², R g, (R Γ(g))]
+    rows = _pool_rows(pool_sketcher, train, ranges, cols, cfg, device, out, comm)
     # eigen-coordinates g_i = sqrt(k) V^T z_i (V = I for hessian-lanczos: z is already U^T g)
     basis = None if hessian else np.ascontiguousarray(curv["basis"], dtype=np.float64)
-    arrays = _assemble(rows, len(train), basis, lam, k_star, cfg.store_stiff)
-    val_mean = np.asarray(curv["val_mean"])
-    val_grad = math.sqrt(k) * (val_mean if basis is None else val_mean @ basis)
+    arrays = _assemble(rows, len(train), basis, lam, k_star, cfg.store_stiff, adam)
+    arrays["val_coords"] = np.ascontiguousarray(_rotate(curv["val_sketch"], basis).T, dtype=np.float32)
+    val_grad = _rotate(np.asarray(curv["val_mean"]), basis)
     stats = GradientStats(eigvals=lam.astype(np.float32), k_star=int(k_star),
                           val_grad=np.asarray(val_grad, dtype=np.float32),
                           config=_provenance(cfg, lam, k_star, sketcher, info, hessian, header),
@@ -286,28 +315,36 @@ def _pool_rows(sketcher: Sketcher, train: Sequence[Any], ranges: list[tuple[int,
     return iter([gather_batches(kept, len(ranges), comm)])
 
 
-def _assemble(rows: Iterable[np.ndarray], n: int, basis: np.ndarray | None, lam: np.ndarray, k_star: int,
-              store_stiff: bool) -> dict[str, np.ndarray]:
-    """Pool rows [loss, |g|^2, z] -> the stats' per-sample arrays, one block of rows at a time.
+def _rotate(z: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """Sketches z (n, k) (or (k,)) -> eigen-coordinates sqrt(k) z V (V = ``basis``; None: V = I)."""
+    z = np.asarray(z, dtype=np.float64)
+    coords = z @ basis if basis is not None else z.copy()
+    coords *= math.sqrt(z.shape[-1])
+    return coords
 
-    The eigen-coordinates sqrt(k) z V (V = ``basis`` (k, k); None: V = I) are computed for
-    blocks of a fixed number of rows in one reused buffer (the last block reuses the rows
-    left over from the one before), so only the float32 outputs grow with N.
-    Returns G_flat (k - k*, N), G_stiff (k*, N) or None, a_stiff, losses, grad_norms (N,), float32.
+
+def _assemble(rows: Iterable[np.ndarray], n: int, basis: np.ndarray | None, lam: np.ndarray, k_star: int,
+              store_stiff: bool, adam: bool = False) -> dict[str, np.ndarray]:
+    """Pool rows [loss, |g|^2, z (, z_adam)] -> the stats' per-sample arrays, one block of rows at a time.
+
+    The eigen-coordinates (:func:`_rotate`) are computed for blocks of a fixed number of rows in
+    one reused buffer (the last block reuses the rows left over from the one before), so only
+    the float32 outputs grow with N.  Returns G_flat (k - k*, N), G_stiff (k*, N) or None,
+    a_stiff, losses, grad_norms (N,) and, with ``adam``, adam_coords (k, N), float32.
     """
     k = int(lam.size)
     weights = np.clip(lam[:k_star], 0.0, None)
     block = max(ROW_BLOCK_MIN, BLOCK_ENTRIES // max(k, 1))
-    buf = np.zeros((min(block, n), 2 + k), dtype=np.float32)
+    buf = np.zeros((min(block, n), 2 + k * (2 if adam else 1)), dtype=np.float32)
     flat = np.empty((k - k_star, n), dtype=np.float32)
     stiff = np.empty((k_star, n), dtype=np.float32) if store_stiff else None
+    adam_coords = np.empty((k, n), dtype=np.float32) if adam else None
     a, losses, sq = (np.empty(n, dtype=np.float32) for _ in range(3))
 
     def emit(start: int, m: int) -> None:  # the first m rows of the buffer are pool rows start:start+m
-        coords = buf[:, 2:].astype(np.float64)
-        if basis is not None:
-            coords = coords @ basis
-        coords *= math.sqrt(k)
+        coords = _rotate(buf[:, 2 : 2 + k], basis)
+        if adam_coords is not None:
+            adam_coords[:, start : start + m] = _rotate(buf[:, 2 + k :], basis)[:m].T
         flat[:, start : start + m] = coords[:m, k_star:].T
         if stiff is not None:
             stiff[:, start : start + m] = coords[:m, :k_star].T
@@ -329,7 +366,8 @@ def _assemble(rows: Iterable[np.ndarray], n: int, basis: np.ndarray | None, lam:
         emit(start, filled)
     if start + filled != n:
         raise ExtractionError(f"the pool pass produced {start + filled} rows for {n} samples.")
-    return {"G_flat": flat, "G_stiff": stiff, "a_stiff": a, "losses": losses, "grad_norms": sq}
+    out = {"G_flat": flat, "G_stiff": stiff, "a_stiff": a, "losses": losses, "grad_norms": sq}
+    return out if adam_coords is None else {**out, "adam_coords": adam_coords}
 
 
 def _provenance(cfg: ExtractConfig, lam: np.ndarray, k_star: int, sketcher: Sketcher, info: dict[str, Any],

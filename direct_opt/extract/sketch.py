@@ -58,6 +58,21 @@ class DenseSketcher(Sketcher):
         return losses, self.projector.project(flat), flat.square().sum(1)
 
 
+class AdamSketcher(Sketcher):
+    """A dense sketcher whose z holds [R g, R Γ(g)] (B, 2k): the plain sketch and the sketch of
+    the Adam update direction Γ (:class:`~direct_opt.extract.adam.AdamDirection`) of each sample."""
+
+    def __init__(self, plain: DenseSketcher, direction: Any) -> None:
+        self.plain, self.direction = plain, direction
+        self.engine, self.projector, self.k = plain.engine, plain.projector, plain.k
+
+    def _compute(self, batch: Any, b: int) -> Triple:
+        losses, grads = self.engine.losses_and_grads(batch)
+        flat = self.engine.flatten(grads)
+        z = torch.cat([self.projector.project(flat), self.projector.project(self.direction(flat))], 1)
+        return losses, z, flat.square().sum(1)
+
+
 class PaperSketcher(Sketcher):
     """One sample at a time with plain autograd; the projector regenerates its matrix per call."""
 

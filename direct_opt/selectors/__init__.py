@@ -14,7 +14,8 @@ name           rule                                                 needs
 =============  ===================================================  ==========================
 random         uniform K-subset (``default_rng(seed).choice``)      N (stats, pool or ``n=``)
 direct         the DiReCT program (docs/math.md) via a backend       stats
-less           top-K cos(g_i, mean validation gradient) (LESS)       stats with G_stiff, val_grad
+less           top-K LESS score (Xia et al. 2024; docs/less.md)          stats with val_coords, adam_coords
+direct-aligned max β‖Gw‖²/m + c̃ᵀw, c = LESS scores, stiff budget   stats (as direct and less)
 grad-norm      top-K ||g_i||                                         stats with grad_norms
 loss           top-K loss                                            stats.losses or model+loss_fn+pool
 excess-loss    top-K ℓ(x;θ) − ℓ(x;θ_ref) (BLADE / RHO-LOSS)         model, loss_fn, pool, reference
@@ -56,8 +57,8 @@ from .base import (
     top_k,
     unregister_selector,
 )
-from . import direct, gradient, loss, random  # noqa: F401,E402  (register the built-in selectors)
-from .gradient import DEFAULT_TAYLOR_ETA, cosine_scores, greedy_taylor, stats_taylor_terms, taylor_gain
+from . import aligned, direct, gradient, loss, random  # noqa: F401,E402  (register the built-in selectors)
+from .gradient import DEFAULT_TAYLOR_ETA, cosine_scores, less_scores, greedy_taylor, stats_taylor_terms, taylor_gain
 from .loss import pool_losses
 
 #: The selector the toolkit recommends for annealing selection, from the evaluation in
@@ -79,6 +80,7 @@ __all__ = [
     "cosine_scores",
     "describe_selectors",
     "greedy_taylor",
+    "less_scores",
     "pool_losses",
     "register_selector",
     "score_summary",

@@ -1,5 +1,8 @@
 """Gradient selectors on GradientStats: ``less``, ``grad-norm``, ``taylor``.
 
+LESS's features (per-example validation gradients ``val_coords``, Adam update directions
+``adam_coords``) live in the same eigen-coordinates; cosines there equal those of the sketch.
+
 Coordinates. The stats hold per-sample eigen-coordinates c_i = sqrt(k) Vᵀ z_i (columns of
 ``stats.eigen_coords()``, (k, N), stiff rows first), where z_i = R g_i is the sketch of
 the per-sample gradient g_i and H̃ = V Λ Vᵀ the sketched validation curvature
@@ -20,12 +23,12 @@ Taylor estimate restricted to the top-k Hessian subspace.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import InvalidInputError, InvalidParameterError
-from ..stats import GradientStats
+from ..stats import GradientStats, real_scalar
 from .base import Pick, SelectorInputs, register_selector, score_summary, top_k
 
 _CHUNK = 1 << 15  # columns per block when streaming (memory-mapped) coordinates
@@ -91,19 +94,146 @@ def cosine_scores(stats: GradientStats) -> np.ndarray:
 
 # -------------------------------------------------------------------------------- LESS
 
+LESS_VARIANTS = ("faithful", "mean-gradient")
+LESS_FEATURES = ("adam", "sgd")
+
+
+def _unit_columns(x: np.ndarray) -> np.ndarray:
+    """Columns of ``x`` (k, n) scaled to unit norm (zero columns stay zero), float64."""
+    x = np.asarray(x, np.float64)
+    norms = np.linalg.norm(x, axis=0)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def less_targets(stats: GradientStats, group_max: bool = True) -> tuple[np.ndarray, list[Any]]:
+    """(k, G) mean of the unit per-example validation gradients of each validation group, and the
+    G group labels (one group, label None, without ``stats.val_groups`` or with ``group_max=False``).
+
+    mean_j cos(x, v_j) = unit(x)ᵀ (mean_j unit(v_j)), so these targets give LESS's mean cosines.
+    """
+    vu = _unit_columns(stats.val_coords)
+    if stats.val_groups is None or not group_max:
+        return vu.mean(1, keepdims=True), [None]
+    labels = np.unique(stats.val_groups)
+    return np.stack([vu[:, stats.val_groups == g].mean(1) for g in labels], 1), [lab.item() for lab in labels]
+
+
+def _feature_blocks(stats: GradientStats, features: str) -> Iterator[tuple[int, int, np.ndarray]]:
+    if features == "sgd":
+        yield from coord_blocks(stats)
+        return
+    for s in range(0, stats.n, _CHUNK):
+        e = min(stats.n, s + _CHUNK)
+        yield s, e, np.asarray(stats.adam_coords[:, s:e], np.float64)
+
+
+def less_group_scores(stats: GradientStats, features: str = "adam", group_max: bool = True) -> np.ndarray:
+    """(N, G) LESS scores of one checkpoint: for each pool sample i and validation group g, the
+    mean over the group's examples j of cos(x_i, v_j), x_i = the sample's Adam update direction
+    (``features="adam"``) or its plain gradient (``"sgd"``), v_j = plain validation gradients,
+    all in the same sketch. A zero feature vector scores 0."""
+    targets, _ = less_targets(stats, group_max)
+    out = np.empty((stats.n, targets.shape[1]))
+    for s, e, x in _feature_blocks(stats, features):
+        out[s:e] = _unit_columns(x).T @ targets
+    return out
+
+
+def _need_less_fields(inp: SelectorInputs, st: GradientStats, features: str) -> None:
+    need = ("val_coords", "adam_coords") if features == "adam" else ("val_coords", "G_stiff")
+    missing = [f for f in need if getattr(st, f) is None]
+    if not missing:
+        return
+    fix = ("re-extract with direct_opt.extract.ExtractConfig(optimizer_state=optimizer.state_dict()) "
+           "(the checkpoint's Adam state, e.g. TrainState.optim_state)" if "adam_coords" in missing and
+           "val_coords" not in missing else "re-extract the stats with this version of direct_opt")
+    alt = ("pass features='sgd' (plain gradients, needs val_coords) or " if features == "adam" and "val_coords" not in missing
+           else "")
+    raise InvalidInputError(
+        f"selector {inp.name!r} (variant='faithful', features={features!r}) needs stats with {missing}; these stats "
+        f"lack them (extracted before they were stored, or without an optimizer state). Either {fix}, or "
+        f"{alt}pass variant='mean-gradient' (the simplified LESS: cosine with the mean validation gradient)."
+    )
+
+
+def _check_checkpoints(inp: SelectorInputs, checkpoints: Any) -> list[tuple[GradientStats, float]]:
+    try:
+        pairs = [(st, real_scalar("checkpoint learning rate", lr)) for st, lr in checkpoints]
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            "checkpoints must be a sequence of (GradientStats, learning_rate) pairs, e.g. "
+            f"[(stats_a, 2e-5), (stats_b, 1e-5)] ({exc}).") from None
+    if not pairs:
+        raise InvalidParameterError("checkpoints is empty; pass at least one (GradientStats, learning_rate) pair.")
+    for i, (st, lr) in enumerate(pairs):
+        if not isinstance(st, GradientStats):
+            raise InvalidParameterError(f"checkpoints[{i}][0] is a {type(st).__name__}, not GradientStats.")
+        if st.n != inp.n:
+            raise InvalidParameterError(f"checkpoints[{i}] describes N={st.n} samples, the pool has N={inp.n}.")
+        if lr <= 0:
+            raise InvalidParameterError(f"checkpoints[{i}] has learning rate {lr}; weights must be > 0.")
+    return pairs
+
 
 @register_selector("less")
-def less_selector(inp: SelectorInputs) -> Pick:
-    """LESS: top-K cosine between each sample's projected gradient and the mean validation gradient.
+def less_selector(inp: SelectorInputs, *, variant: str = "faithful", features: str = "adam",
+                  group_max: bool = True, checkpoints: Any = None) -> Pick:
+    """LESS (Xia et al., 2024): top-K mean cosine of each sample's Adam update direction with the
+    per-example validation gradients, max over validation groups.
 
-    Differences from Xia et al. (2024): plain (not Adam-preconditioned) gradients, one
-    validation target (the mean gradient) instead of a max over tasks, the sketch of the
-    stats instead of LoRA gradients. Ties go to the lower index.
+    Options:
+        variant: ``"faithful"`` (the paper, default) or ``"mean-gradient"`` (the simplified LESS
+            of earlier versions: cos(plain g_i, mean validation gradient)).
+        features: training features of ``"faithful"``: ``"adam"`` (the paper: m̂/(√v̂+ε) from
+            the checkpoint's optimizer state, ``stats.adam_coords``) or ``"sgd"`` (plain gradients).
+        group_max: take the max over ``stats.val_groups`` (the paper's validation tasks); False:
+            one mean over all validation examples.
+        checkpoints: optional [(stats_c, lr_c), ...] of the same pool at several checkpoints;
+            the per-group scores are averaged with weights lr_c / Σ lr (as the public LESS code
+            does) before the max over groups.
+    Ties go to the lower index. Selection.scores: the (N,) LESS scores.
     """
-    st = _need_whole_sketch(inp, "cosine scores")
-    scores = cosine_scores(st)
-    idx = top_k(scores, inp.k, "cosine")
-    return Pick(idx, {"score": "cos(g_i, mean val gradient) in the sketch", **score_summary(scores, idx)}, scores)
+    scores, diag, best = less_scores(inp, variant=variant, features=features, group_max=group_max,
+                                     checkpoints=checkpoints)
+    idx = top_k(scores, inp.k, "LESS score")
+    if best is not None and diag["val_groups"] is not None:
+        diag["selected_per_group"] = {str(g): int((best[idx] == i).sum()) for i, g in enumerate(diag["val_groups"])}
+    return Pick(idx, {**diag, **score_summary(scores, idx)}, scores)
+
+
+def less_scores(inp: SelectorInputs, *, variant: str = "faithful", features: str = "adam", group_max: bool = True,
+                checkpoints: Any = None) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+    """(N,) LESS scores with the options of :func:`less_selector`, a JSON-safe description, and
+    the (N,) index of each sample's best validation group (None for ``"mean-gradient"``)."""
+    if variant not in LESS_VARIANTS:
+        raise InvalidParameterError(f"variant={variant!r}; choose one of {LESS_VARIANTS}.")
+    if variant == "mean-gradient":
+        if features != "adam" or checkpoints is not None or group_max is not True:
+            raise InvalidParameterError("variant='mean-gradient' takes no features/group_max/checkpoints options.")
+        st = _need_whole_sketch(inp, "cosine scores")
+        return cosine_scores(st), {"variant": variant, "score": "cos(g_i, mean val gradient) in the sketch"}, None
+    if features not in LESS_FEATURES:
+        raise InvalidParameterError(f"features={features!r}; choose one of {LESS_FEATURES}.")
+    if inp.stats is None:
+        raise inp.missing_error("stats (GradientStats with val_coords and adam_coords) for LESS scores")
+    pairs = [(inp.stats, 1.0)] if checkpoints is None else _check_checkpoints(inp, checkpoints)
+    total, labels = None, None
+    for st, lr in pairs:
+        _need_less_fields(inp, st, features)
+        _, lab = less_targets(st, bool(group_max))
+        if labels is not None and lab != labels:
+            raise InvalidParameterError(f"the checkpoints' validation groups differ ({labels} vs {lab}).")
+        labels = lab
+        part = lr * less_group_scores(st, features, bool(group_max))
+        total = part if total is None else total + part
+    assert total is not None and labels is not None
+    total /= sum(lr for _, lr in pairs)
+    best = np.argmax(total, axis=1)
+    diag = {"variant": variant, "features": features, "group_max": bool(group_max),
+            "score": "max over validation groups of the mean cos(x_i, v_j)",
+            "n_checkpoints": len(pairs), "checkpoint_lrs": [lr for _, lr in pairs] if checkpoints is not None else None,
+            "val_groups": labels if labels != [None] else None}
+    return total[np.arange(total.shape[0]), best], diag, best
 
 
 # --------------------------------------------------------------------------- grad-norm

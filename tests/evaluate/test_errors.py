@@ -81,6 +81,15 @@ def test_excess_loss_without_reference_or_model(state, data):
         select("excess-loss", k=3, stats=stats)
 
 
+def test_faithful_less_without_optimizer_state_stops_before_work(state, data, tmp_path):
+    model = TinyGPT(CFG)  # a bare model: no AdamW state, so no Adam features for LESS
+    model.load_state_dict(state.model_state)
+    sched = AnnealSchedule(steps=2, batch_size=4, optimizer_state="reset")
+    with pytest.raises(InvalidInputError, match=r"uses faithful LESS.*no optimizer state.*less:features=sgd.*mean-gradient"):
+        _call(model, data, selectors=["less"], schedule=sched, out_dir=tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+
+
 def test_other_bad_inputs(state, data):
     with pytest.raises(InvalidParameterError, match="seeds is empty"):
         _call(state, data, seeds=())

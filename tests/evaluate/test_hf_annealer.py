@@ -74,17 +74,21 @@ def test_trainer_engine_follows_the_same_decay():
     assert a.final["val"] < a.curves["val"][0][1]
 
 
+# no optimizer state and a kronecker sketch: faithful LESS's scores on plain gradients
+LESS_SGD = {"name": "less", "options": {"features": "sgd"}, "label": "less"}
+
+
 def test_evaluate_runs_on_a_hugging_face_model(tmp_path):
     model = tiny_causal_lm("llama", vocab=V)
     pool, val, test = token_samples(20, 4), token_samples(5, 5), token_samples(5, 6)
-    rep = evaluate(model, hf_causal_lm_loss(), pool, val, test, ["less", "direct"], k=5, seeds=[0, 1],
+    rep = evaluate(model, hf_causal_lm_loss(), pool, val, test, [LESS_SGD, "direct"], k=5, seeds=[0, 1],
                    schedule=AnnealSchedule(steps=3, batch_size=4, eval_every=3, optimizer_state="reset", peak_lr=5e-3),
                    extract_config=ExtractConfig(k_sketch=32, projector="kronecker", batch_size=8, verbose=False),
                    out_dir=tmp_path / "eval", progress=False, plot=False)
     assert set(rep.labels) == {"less", "direct", "random"} and len(rep.runs) == 6
     assert rep.config["core"]["model_class"] == "LlamaForCausalLM"
     # resume: the same call reuses every run
-    again = evaluate(model, hf_causal_lm_loss(), pool, val, test, ["less", "direct"], k=5, seeds=[0, 1],
+    again = evaluate(model, hf_causal_lm_loss(), pool, val, test, [LESS_SGD, "direct"], k=5, seeds=[0, 1],
                      schedule=AnnealSchedule(steps=3, batch_size=4, eval_every=3, optimizer_state="reset",
                                              peak_lr=5e-3),
                      extract_config=ExtractConfig(k_sketch=32, projector="kronecker", batch_size=8, verbose=False),
@@ -110,7 +114,7 @@ def test_cli_evaluate_on_a_hugging_face_checkpoint(tmp_path, capsys):
         (tmp_path / f"{name}.txt").write_text("\n".join(rows) + "\n")
     code = main(["evaluate", "--hf-model", str(tmp_path / "model"), "--pool", str(tmp_path / "pool.txt"),
                  "--val-data", str(tmp_path / "val.txt"), "--test-data", str(tmp_path / "test.txt"),
-                 "--selectors", "less,direct", "-k", "4", "--seeds", "0,1", "--anneal-steps", "2",
+                 "--selectors", "less:features=sgd", "direct", "-k", "4", "--seeds", "0,1", "--anneal-steps", "2",
                  "--k-sketch", "32", "--projector", "kronecker", "--out", str(tmp_path / "eval"), "--no-plot",
                  "--no-progress"])
     out = capsys.readouterr().out

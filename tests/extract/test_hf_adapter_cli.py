@@ -66,7 +66,7 @@ def test_bad_adapter_directories_are_refused_before_loading(dirs, tmp_path, caps
     assert code == 2 and "--adapter" in capsys.readouterr().err  # an adapter passed as --model: say what to do
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
-    assert extract(d, tmp_path / "d", "--adapter", str(d / "adapter")) == 2
+    assert extract(d, tmp_path / "d", "--adapter", str(d / "adapter")) == 1  # a missing package, not a bad argument
     assert "pip install peft" in capsys.readouterr().err
     assert not any((tmp_path / x).exists() for x in "abcd")  # nothing written
 
@@ -75,12 +75,12 @@ def test_cli_evaluate_anneals_the_adapter(dirs, tmp_path, capsys):
     d, _ = dirs
     common = ["evaluate", "--hf-model", str(d / "base"), "--pool", str(d / "pool.txt"), "--val-data",
               str(d / "val.txt"), "--test-data", str(d / "test.txt"), "--no-plot", "--no-progress"]
-    assert main([*common, "--adapter", str(tmp_path / "missing")]) == 1
+    assert main([*common, "--adapter", str(tmp_path / "missing")]) == 2  # a bad argument (exit 2)
     assert "no such directory" in capsys.readouterr().err
-    assert main(["evaluate", "--adapter", str(d / "adapter")]) == 1
+    assert main(["evaluate", "--adapter", str(d / "adapter")]) == 2
     assert "pass --hf-model too" in capsys.readouterr().err
-    code = main([*common, "--adapter", str(d / "adapter"), "--selectors", "less", "-k", "3", "--seeds", "0",
+    code = main([*common, "--adapter", str(d / "adapter"), "--selectors", "less:features=sgd", "-k", "3", "--seeds", "0",
                  "--anneal-steps", "2", "--k-sketch", "16", "--projector", "kronecker", "--max-length", "8"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "| less |" in out and "N=8" in out
+    assert "| less[features=sgd] |" in out and "N=8" in out

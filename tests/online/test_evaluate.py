@@ -68,4 +68,4 @@ def test_cli_lists_and_rejects_bad_names_fast():
     assert ok.returncode == 0 and "blade" in ok.stdout and "greats" in ok.stdout
     bad = subprocess.run(cmd + ["--online", "blade:penalty=-1", "--corpus", "stdlib"], capture_output=True,
                          text=True, env=env, timeout=120)
-    assert bad.returncode == 1 and "penalty" in bad.stderr and "corpus" not in bad.stdout
+    assert bad.returncode == 2 and "penalty" in bad.stderr and "corpus" not in bad.stdout

@@ -10,8 +10,10 @@ import torch
 from direct_opt.stats import GradientStats
 
 
-def stats_from_sketches(z_pool: np.ndarray, z_val: np.ndarray, k_star: int, **extra) -> GradientStats:
-    """GradientStats as in docs/math.md from sketches z_pool (N, k) and z_val (M, k).
+def stats_from_sketches(z_pool: np.ndarray, z_val: np.ndarray, k_star: int, z_adam: np.ndarray | None = None,
+                        **extra) -> GradientStats:
+    """GradientStats as in docs/math.md from sketches z_pool (N, k) and z_val (M, k) (and the
+    Adam-direction sketches z_adam (N, k) when given: ``adam_coords``).
 
     H~ = z_valᵀ z_val / M = V Λ Vᵀ (descending), c_i = sqrt(k) Vᵀ z_i, val_grad = sqrt(k) Vᵀ mean(z_val),
     a_i = Σ_{j<k*} λ_j c_ij².
@@ -24,9 +26,11 @@ def stats_from_sketches(z_pool: np.ndarray, z_val: np.ndarray, k_star: int, **ex
     coords = math.sqrt(k) * vec.T @ z_pool.T  # (k, N)
     val_grad = math.sqrt(k) * vec.T @ z_val.mean(0)
     a = lam[:k_star] @ coords[:k_star] ** 2
+    if z_adam is not None:
+        extra["adam_coords"] = math.sqrt(k) * vec.T @ np.asarray(z_adam, np.float64).T
     return GradientStats(
         G_flat=coords[k_star:], a_stiff=a, eigvals=lam, k_star=k_star, G_stiff=coords[:k_star],
-        val_grad=val_grad, **extra,
+        val_grad=val_grad, val_coords=math.sqrt(k) * vec.T @ z_val.T, **extra,
     )
 
 
@@ -37,7 +41,8 @@ def random_stats(n: int = 40, k: int = 10, m: int = 6, k_star: int = 3, seed: in
     z_val = rng.standard_normal((m, k)) + 0.5
     extra.setdefault("losses", rng.random(n))
     extra.setdefault("grad_norms", np.linalg.norm(z_pool, axis=1) * (1 + 0.1 * rng.random(n)))
-    return stats_from_sketches(z_pool, z_val, k_star, **extra), z_pool, z_val
+    z_adam = rng.standard_normal((n, k))  # stands in for the Adam update directions (faithful LESS)
+    return stats_from_sketches(z_pool, z_val, k_star, z_adam, **extra), z_pool, z_val
 
 
 def cosine_top_k(z_pool: np.ndarray, z_val: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

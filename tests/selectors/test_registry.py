@@ -16,7 +16,7 @@ from direct_opt.selectors import (
 
 from .selectors_testlib import TinyReg, make_pairs, mse, random_stats
 
-BUILTIN = {"random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor"}
+BUILTIN = {"random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor", "direct-aligned"}
 K = 7
 
 
@@ -123,9 +123,9 @@ def test_missing_inputs_with_partial_inputs(stats):
         select("excess-loss", k=2, model=TinyReg(0), loss_fn=mse, pool=make_pairs(5, 0))
     bare, _, _ = random_stats(losses=None, grad_norms=None)
     bare.G_stiff = None
-    for name in ("less", "taylor"):
+    for name, opts in (("less", {"variant": "mean-gradient"}), ("taylor", {})):
         with pytest.raises(InvalidInputError, match="store_stiff=True"):
-            select(name, k=2, stats=bare)
+            select(name, k=2, stats=bare, **opts)
     with pytest.raises(InvalidInputError, match="grad_norms"):
         select("grad-norm", k=2, stats=bare)
     with pytest.raises(InvalidInputError, match="losses"):
