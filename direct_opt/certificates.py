@@ -133,9 +133,14 @@ def certify(problem: SelectionProblem, method: str = "auto", w: np.ndarray | Non
     ``w``/``gap`` (a relaxed point and its Frank–Wolfe gap) feed the concave form's bound;
     ``oracle`` (the solve's) is reused when it is the structured polytope.
     The cheap bound is always computed and the smaller bound kept; a method that cannot
-    run (e.g. no dual from the solver) leaves the cheap bound and says so in the details."""
+    run (e.g. no dual from the solver) leaves the cheap bound and says so in the details.
+    ``time_limit`` <= 1e-3 s (a solve past its time limit): the norm bound only (one LMO, no
+    Gram matrix), method ``"norm (time limit)"``."""
     method = resolve_certify(check_certify(method, problem.n), problem.n)
     t0 = time.process_time()
+    if time_limit is not None and time_limit <= 1e-3:
+        return upper_bound(problem, w, gap, oracle=oracle, spectral=False), {
+            "method": "norm (time limit)", "time_s": time.process_time() - t0}
     bound = upper_bound(problem, w, gap, oracle=oracle)
     info: dict[str, Any] = {"method": method}
     extra = np.inf

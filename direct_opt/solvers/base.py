@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import certified_ratio, check_certify, certify as certify_bound, upper_bound
+from ..certificates import certified_ratio, check_certify, certify as certify_bound
 from ..defaults import SOLVER_BACKEND
 from ..errors import InfeasibleProblemError, InvalidParameterError, UnknownNameError
 from ..oracle import Oracle, check_oracle, make_oracle
@@ -199,11 +199,7 @@ class Backend:
         objective = problem.selection_objective(rounded.indices)
         f_rel = None if rel.w is None else problem.objective(rel.w)
         left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
-        if left is not None and left <= 1e-3:  # past the time limit: the norm bound only (one LMO, no Gram matrix)
-            ub, cert = upper_bound(problem, rel.w, rel.gap, oracle=ctx.injected, spectral=False), {"method": "norm (time limit)"}
-        else:
-            ub, cert = certify_bound(problem, certify, rel.w, rel.gap, left,
-                                     oracle=ctx.injected)
+        ub, cert = certify_bound(problem, certify, rel.w, rel.gap, left, oracle=ctx.injected)  # norm only past the limit
         cert.pop("time_s", None)  # results are deterministic; the bound's cost is part of res.time_s
         if rel.upper_bound is not None and rel.upper_bound < ub:
             ub, cert = float(rel.upper_bound), {**cert, "method": f"{self.name} (its own bound)"}
