@@ -37,7 +37,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, UnknownNameError
-from .text import DomainStream, SourceCache, walk_py_files
+from .text import DomainStream, SourceCache, walk_files
 
 DEGRADED_KINDS: tuple[str, ...] = ("shuffled", "truncated", "duplicate", "random")
 PAD_BYTE = 0
@@ -83,6 +83,8 @@ class Corpus:
         target_domain: the domain name of val/test, e.g. ``"docstrings"``.
         info: provenance: source, roots, versions, domains, group counts, seed, timings.
         pretrain: (P, L) clean windows of all domains for the stable (pretraining) phase.
+        val_groups: (M,) str group label of each validation window (the validation *tasks*,
+            e.g. the man section ``"man3"``), or None for one validation task.
     """
 
     pool: Tensor
@@ -93,6 +95,7 @@ class Corpus:
     target_domain: str
     info: dict
     pretrain: Tensor = field(default_factory=lambda: torch.empty(0, 0, dtype=torch.long))
+    val_groups: np.ndarray | None = None
 
     @property
     def seq_len(self) -> int:
@@ -149,8 +152,23 @@ def _rows(arr: np.ndarray) -> set[bytes]:
     return {r.tobytes() for r in arr}
 
 
+#: domain name -> (extraction kind of :mod:`direct_opt.lm.text`, files of the domain)
+DomainSpec = dict[str, tuple[str, list[Path]]]
+
+
+def python_domains(sources: dict[str, list[Path]]) -> DomainSpec:
+    """The domains of a Python-source corpus: ``docstrings`` and ``comments`` over the union
+    of all areas' files, then one ``code:<area>`` per area with files (``sources``: area -> files)."""
+    all_files = sorted({p for files in sources.values() for p in files})
+    spec: DomainSpec = {"docstrings": ("docstrings", all_files), "comments": ("comments", all_files)}
+    for area, files in sources.items():
+        if files:
+            spec[f"code:{area}"] = ("code", files)
+    return spec
+
+
 def build_corpus(
-    sources: dict[str, list[Path]],
+    spec: DomainSpec,
     root_of_path: dict[Path, str],
     *,
     seed: int,
@@ -167,11 +185,15 @@ def build_corpus(
     domains: Sequence[str] | None,
     info: dict,
     progress: bool = False,
+    val_group_of: Callable[[str], str] | None = None,
 ) -> Corpus:
-    """Shared recipe behind :func:`stdlib_corpus` / :func:`site_packages_corpus`.
+    """Shared recipe behind :func:`stdlib_corpus`, :func:`site_packages_corpus` and
+    :func:`c_headers_corpus`.
 
-    ``sources`` maps a code-area name to its files; ``docstrings``/``comments`` domains
-    use the union of all areas' files. See the module docstring for the recipe.
+    ``spec`` maps each domain name to its extraction kind and files (e.g.
+    :func:`python_domains`); ``root_of_path`` names each file in ids and provenance. See the
+    module docstring for the recipe. ``val_group_of`` maps the name of a validation window's
+    source file to its group label (``Corpus.val_groups``; None: no groups).
     ``progress=True`` shows a progress bar counting the source files read.
     """
     t0 = time.perf_counter()
@@ -181,14 +203,7 @@ def build_corpus(
     for k in degraded_kinds:
         if k not in DEGRADED_KINDS:
             raise UnknownNameError(f"unknown degraded kind {k!r}; known: {list(DEGRADED_KINDS)}")
-    all_files = sorted({p for files in sources.values() for p in files})
-    spec: dict[str, tuple[str, list[Path]]] = {
-        "docstrings": ("docstrings", all_files),
-        "comments": ("comments", all_files),
-    }
-    for area, files in sources.items():
-        if files:
-            spec[f"code:{area}"] = ("code", files)
+    spec = {d: (kind, files) for d, (kind, files) in spec.items() if files}
     if domains is not None:
         unknown = [d for d in domains if d not in spec]
         if unknown:
@@ -298,6 +313,10 @@ def build_corpus(
     assert not test_rows & _rows(pretrain), "test windows overlap pretraining data"
 
     counts = {g: int((groups_arr == g).sum()) for g in sorted(set(groups_arr.tolist()))}
+    val_groups = None
+    if val_group_of is not None:
+        val_groups = np.asarray([val_group_of(val_src[i].rsplit("@", 1)[0]) for i in keep]).astype(str)
+        info = {**info, "val_group_counts": {str(g): int(c) for g, c in zip(*np.unique(val_groups, return_counts=True))}}
     info = dict(info)
     info.update(
         seed=int(seed), seq_len=int(seq_len), target_domain=target_domain, domains=list(spec),
@@ -315,6 +334,7 @@ def build_corpus(
     return Corpus(
         pool=as_long(pool), pool_groups=groups_arr, pool_ids=ids_arr, val=as_long(val),
         test=as_long(test), target_domain=target_domain, info=info, pretrain=as_long(pretrain),
+        val_groups=val_groups,
     )
 
 
@@ -353,16 +373,16 @@ def stdlib_corpus(
     root = Path(sysconfig.get_paths()["stdlib"])
     sources: dict[str, list[Path]] = {}
     for area, pkgs in STDLIB_AREAS.items():
-        files = [f for p in pkgs for f in walk_py_files(root / p)]
+        files = [f for p in pkgs for f in walk_files(root / p)]
         if area == "core":
-            files += [f for f in walk_py_files(root, recursive=False)
+            files += [f for f in walk_files(root, recursive=False)
                       if not f.name.startswith(("_sysconfigdata", "__phello", "__hello", "this."))]
         sources[area] = sorted(files)
     root_of = {f: str(f.relative_to(root)) for fs in sources.values() for f in fs}
     info = {"source": "stdlib", "root": str(root), "python": platform.python_version(),
             "areas": {a: list(p) for a, p in STDLIB_AREAS.items()}}
     return build_corpus(
-        sources, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
+        python_domains(sources), root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
         file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )
@@ -416,7 +436,7 @@ def site_packages_corpus(
             if name == "numpy":
                 raise InvalidParameterError("numpy is not installed; site_packages_corpus needs it.")
             continue
-        files = walk_py_files(d)
+        files = walk_files(d)
         if not files:
             continue
         sources[name] = files
@@ -429,7 +449,7 @@ def site_packages_corpus(
     info = {"source": "site-packages", "packages": found,
             "purelib": sysconfig.get_paths()["purelib"], "python": platform.python_version()}
     return build_corpus(
-        sources, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
+        python_domains(sources), root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
         file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )
