@@ -29,9 +29,11 @@ validation) feeds the stable phase (:func:`direct_opt.lm.train.pretrain`).
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import importlib.util
 import platform
+import re
 import sysconfig
 import time
 import zlib
@@ -453,3 +455,110 @@ def site_packages_corpus(
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
         file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )
+
+
+#: areas of /usr/include by top directory ("" = a header at the root: mostly the C library,
+#: plus single-header libraries such as zlib.h); a multiarch directory (x86_64-linux-gnu, ...)
+#: is classified by the directory inside it; any other top directory is ``other``
+C_HEADER_AREAS: dict[str, tuple[str, ...]] = {
+    "libc": ("", "arpa", "bits", "gnu", "net", "netash", "netatalk", "netax25", "neteconet", "netinet",
+             "netipx", "netiucv", "netpacket", "netrom", "netrose", "nfs", "protocols", "rpc", "rpcsvc",
+             "scsi", "sys"),
+    "linux": ("linux", "asm", "asm-generic", "drm", "misc", "mtd", "rdma", "sound", "video", "xen"),
+    "graphics": ("X11", "GL", "GLES", "GLES2", "GLES3", "EGL", "KHR", "vulkan", "xcb", "freetype2", "fontconfig",
+                 "cairo", "pixman-1", "harfbuzz", "libpng", "libpng16", "libdrm", "pango-1.0", "gdk-pixbuf-2.0"),
+}
+#: top directories left out: C++ trees (not C) and vendored copies of other headers
+C_HEADER_SKIP: tuple[str, ...] = ("c++", "llvm-*", "llvm-c-*", "node")
+MAN_SECTIONS: tuple[str, ...] = tuple(f"man{s}" for s in range(1, 9))
+_MULTIARCH = re.compile(r"^[a-z0-9_]+-linux-[a-z0-9_]+$")
+
+
+def header_area(rel: Path) -> str | None:
+    """Area of a header path relative to the include directory (None: skipped, see C_HEADER_SKIP)."""
+    parts = rel.parts
+    if len(parts) > 1 and _MULTIARCH.match(parts[0]):
+        parts = parts[1:]
+    top = parts[0] if len(parts) > 1 else ""
+    if any(fnmatch.fnmatchcase(top, pat) for pat in C_HEADER_SKIP):
+        return None
+    return next((area for area, tops in C_HEADER_AREAS.items() if top in tops), "other")
+
+
+def c_headers_corpus(
+    seed: int = 0,
+    *,
+    quick: bool = False,
+    include_dir: str | Path = "/usr/include",
+    man_dir: str | Path = "/usr/share/man",
+    n_pool: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    n_pretrain: int | None = None,
+    seq_len: int = 64,
+    target_domain: str = "man",
+    domains: Sequence[str] | None = None,
+    clean_frac: float = 0.75,
+    degraded_kinds: Sequence[str] = DEGRADED_KINDS,
+    target_in_pool: bool = False,
+    file_cap: int | None = None,
+    progress: bool = False,
+) -> Corpus:
+    """Corpus from C headers (the pool's clean part) and manual pages (validation / test).
+
+    Domains: ``comments`` (C comments of all headers), ``code:<area>`` (comment-free header
+    code of one area of ``include_dir``: ``libc``, ``linux``, ``graphics``, ``other``; see
+    :data:`C_HEADER_AREAS`; C++ trees and vendored copies in :data:`C_HEADER_SKIP` are left
+    out) and ``man`` (plain text of the gzipped roff pages in ``man_dir/man1`` ..
+    ``man8``; language subdirectories such as ``man_dir/de`` are not read). Symbolic links
+    are skipped (they repeat another file). By default the man pages are the target domain
+    and stay out of the pool (``target_in_pool=False``): the pool holds header text only,
+    the validation and test windows are man pages, and pretraining sees every domain.
+    ``val_groups`` is the man section of each validation window's page (``"man1"``, ...)
+    when ``target_domain="man"``, else None. Other arguments as in :func:`stdlib_corpus`;
+    deterministic given ``seed`` and the files on the machine.
+
+    Raises:
+        InvalidParameterError: ``include_dir`` / ``man_dir`` missing or without usable files,
+            or too little text for the sizes asked for (the message names the directory).
+    """
+    sizes = _common_kwargs(quick, n_pool, n_val, n_test, n_pretrain)
+    inc, man = Path(include_dir), Path(man_dir)
+    for path, what, opt in ((inc, "C headers (.h)", "include_dir"), (man, "manual pages (man1..man8)", "man_dir")):
+        if not path.is_dir():
+            raise InvalidParameterError(f"{opt}={str(path)!r} is not a directory; the c-headers corpus reads its "
+                                        f"{what} from it. Pass {opt}=<directory> or use another corpus.")
+    sources: dict[str, list[Path]] = {area: [] for area in (*C_HEADER_AREAS, "other")}
+    root_of: dict[Path, str] = {}
+    for f in walk_files(inc, suffixes=(".h",)):
+        area = header_area(f.relative_to(inc))
+        if area is not None and not f.is_symlink():
+            sources[area].append(f)
+            root_of[f] = str(f.relative_to(inc))
+    pages = [f for sec in MAN_SECTIONS for f in walk_files(man / sec, suffixes=(".gz",), recursive=False)
+             if not f.is_symlink()]
+    root_of.update({f: f"{f.parent.name}/{f.name}" for f in pages})
+    headers = sorted(f for files in sources.values() for f in files)
+    if not headers:
+        raise InvalidParameterError(f"include_dir={str(inc)!r} holds no usable .h files; pass include_dir=<a "
+                                    "directory of C headers>.")
+    if not pages:
+        raise InvalidParameterError(f"man_dir={str(man)!r} holds no gzipped manual pages in man1..man8 (e.g. "
+                                    f"man1/ls.1.gz); pass man_dir=<a man directory>.")
+    spec: DomainSpec = {"comments": ("c-comments", headers)}
+    spec.update({f"code:{area}": ("c-code", files) for area, files in sources.items()})
+    spec["man"] = ("man", pages)
+    info = {"source": "c-headers", "include_dir": str(inc), "man_dir": str(man),
+            "areas": {a: list(t) for a, t in C_HEADER_AREAS.items()}, "skipped": list(C_HEADER_SKIP)}
+    try:
+        return build_corpus(
+            spec, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain, clean_frac=clean_frac,
+            degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool, file_cap=file_cap,
+            domains=domains, info=info, progress=progress, **sizes,
+            val_group_of=(lambda name: name.split("/", 1)[0]) if target_domain == "man" else None,
+        )
+    except InvalidParameterError as exc:
+        if "ran out of text" not in str(exc):
+            raise
+        raise InvalidParameterError(f"{exc} The headers come from include_dir={str(inc)!r} and the manual pages "
+                                    f"from man_dir={str(man)!r}: point them at larger directories.") from None

@@ -238,7 +238,8 @@ _ROFF_JOINED = frozenset({"B", "I", "SM", "SB", "Nm", "Nd", "Xr", "Fl", "Ar", "E
 #: alternating-font macros: arguments concatenated without spaces (``.BR ls (1)`` -> ``ls(1)``)
 _ROFF_ALTERNATING = frozenset({"BR", "IR", "RB", "BI", "IB", "RI"})
 _ROFF_HEADINGS = frozenset({"SH", "SS", "Sh", "Ss"})
-_ROFF_PARAGRAPH = frozenset({"PP", "P", "LP", "HP", "sp", "Pp", "TP", "IP", "TQ"})
+_ROFF_PARAGRAPH = frozenset({"PP", "P", "LP", "HP", "sp", "Pp", "TP", "IP", "TQ", "Sp"})
+_ROFF_NOFILL = {"nf": False, "EX": False, "Bd": False, "Vb": False, "fi": True, "EE": True, "Ed": True, "Ve": True}
 _ROFF_DEFINITIONS = frozenset({"de", "de1", "am", "am1", "ig"})  # skipped up to the ``..`` line
 #: the special characters worth keeping (``\(xx``, ``\[xx]``); others are dropped
 _ROFF_GLYPHS = {"em": "--", "en": "-", "hy": "-", "mi": "-", "bu": "*", "aq": "'", "dq": '"', "lq": '"',
@@ -246,11 +247,14 @@ _ROFF_GLYPHS = {"em": "--", "en": "-", "hy": "-", "mi": "-", "bu": "*", "aq": "'
                 "ba": "|", "or": "|", "pl": "+", "mu": "x", "co": "(C)", "rg": "(R)", "tm": "(TM)",
                 "<=": "<=", ">=": ">=", "!=": "!=", "->": "->", "<-": "<-", "lB": "[", "rB": "]",
                 "lC": "{", "rC": "}", "Fo": "<<", "Fc": ">>"}
+#: the strings pod2man defines for quotes (``\*(L"``, ...); other strings are dropped
+_ROFF_STRINGS = {'L"': '"', 'R"': '"', "C'": "'", "C`": "`", "Aq": "'", "C+": "C++"}
 _ROFF_CHARS = {"e": "\\", "\\": "\\", "-": "-", "'": "'", "`": "`", " ": " ", "~": " ", "0": " ", ".": ".",
                "t": "\t"}
 _ROFF_ESCAPE_RE = re.compile(r"""\\(?:
       \((?P<glyph>..) | \[(?P<named>[^\]]*)\]           # special characters
-    | [*fFnkgmM](?:\(..|\[[^\]]*\]|.)                   # strings, fonts, registers, colours
+    | \*(?:\((?P<string>..)|\[[^\]]*\]|.)                # strings
+    | [fFnkgmM](?:\(..|\[[^\]]*\]|.)                    # fonts, registers, colours
     | s[-+]?(?:\(\d\d|\[[^\]]*\]|\d)                    # type size
     | [hvwlLDoxbXZRNS]'[^']*'                           # motions, drawing, width, ...
     | (?P<char>.|$))""", re.X)
@@ -266,6 +270,8 @@ def _roff_inline(s: str) -> str:
         glyph = m.group("glyph") or m.group("named")
         if glyph is not None:
             out.append(_ROFF_GLYPHS.get(glyph, ""))
+        elif m.group("string") is not None:
+            out.append(_ROFF_STRINGS.get(m.group("string"), ""))
         elif m.group("char") == '"' or m.group("char") == "#":  # comment to the end of the line
             return "".join(out)
         elif m.group("char") is not None:
@@ -356,10 +362,8 @@ def _man(text: str, tree: ast.Module | None, budget: int, start: float) -> list[
             add(" ".join(a for a in _roff_args(rest) if a not in _ROFF_JOINED))
         elif name in _ROFF_ALTERNATING and rest.strip():
             add("".join(_roff_args(rest)))
-        elif name in ("nf", "EX", "Bd"):
-            fill = False
-        elif name in ("fi", "EE", "Ed"):
-            fill = True
+        elif name in _ROFF_NOFILL:
+            fill = _ROFF_NOFILL[name]
         elif name == "br" and cur:
             cur += "\n"
     flush()
