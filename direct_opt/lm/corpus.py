@@ -1,12 +1,15 @@
-"""Selection corpora built from text every Python machine already has (no downloads).
+"""Selection corpora built from text the machine already has (no downloads).
 
-Two builders share one recipe (:func:`build_corpus`):
+Three builders share one recipe (:func:`build_corpus`):
 
 * :func:`stdlib_corpus` — the Python standard library's own sources;
 * :func:`site_packages_corpus` — the sources of installed third-party packages (numpy
-  always; scipy / torch / matplotlib when installed).
+  always; scipy / torch / matplotlib when installed);
+* :func:`c_headers_corpus` — C headers (the pool) and manual pages (validation / test,
+  grouped by man section).
 
-Recipe. The files are split into *domains*: ``docstrings`` (prose), ``comments``
+Recipe. The files are split into *domains*, each with an extraction kind of
+:mod:`direct_opt.lm.text`: for Python sources ``docstrings`` (prose), ``comments``
 (prose), and ``code:<area>`` (docstring-free code of one area/package). Samples are
 non-overlapping byte windows of ``seq_len + 1`` bytes. The target domain's files are
 consumed in a seeded order: first the TEST windows, then VALIDATION, then the pool and
