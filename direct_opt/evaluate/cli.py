@@ -1,15 +1,22 @@
 """``direct-opt evaluate``: the harness on an embedded corpus, from flags or a JSON config.
 
     direct-opt evaluate --corpus stdlib --quick --seeds 0,1,2 --selectors random,direct,less --out eval/
+    direct-opt evaluate --corpus c-headers --quick --out eval_c/   # C headers pool, man-page validation
     direct-opt evaluate --config eval.json [--seeds 0,1]     # flags override the file
     direct-opt evaluate --hf-model runs/my-model --pool pool.jsonl --val-data val.jsonl --test-data test.jsonl \
         --selectors less,direct -k 500 --out eval/          # your Hugging Face checkpoint and data
+
+Corpora (built from local files, no downloads): stdlib (Python standard library sources; target
+domain docstrings), site-packages (installed packages' sources; docstrings) and c-headers (C headers
+under /usr/include as the pool, man pages under /usr/share/man as validation and test; the
+validation rows are grouped by man section, and faithful less takes the max over the groups).
 
 With --hf-model the checkpoint is a model directory (save_pretrained; --adapter DIR adds a
 PEFT/LoRA adapter directory on top, and the runs then anneal the adapter) and the data are files
 in the formats of `direct-opt extract` (--text-field, --max-length); runs anneal with
 HFAnnealer (--engine torch | trainer; --optim-state FILE: an AdamW state_dict saved with
-torch.save, loaded with weights_only=True; without it the optimizer state is reset).
+torch.save, loaded with weights_only=True; without it the optimizer state is reset);
+--val-group-field FIELD names a field of --val-data holding each example's group (task).
 
 Config file keys (all optional; flags given on the command line win):
 
@@ -39,6 +46,7 @@ from typing import Any
 
 from ..defaults import TAU_REL
 from ..errors import InvalidParameterError
+from .lm_setup import CORPORA
 
 ALL = ("random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor")
 DEFAULTS: dict[str, Any] = {
@@ -48,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": TAU_REL,
     "overwrite": False, "plot": True, "progress": True, "compare_to": None,
     "hf": {"model": None, "pool": None, "val": None, "test": None, "text_field": "text", "max_length": 128,
-           "engine": "torch", "optim_state": None, "adapter": None},
+           "engine": "torch", "optim_state": None, "adapter": None, "val_group_field": None},
 }
 K_FRACTION = 0.1  # default K = 10% of the pool
 
@@ -82,7 +90,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("evaluate", help="anneal on each selector's K samples over seeds and compare with random",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="JSON config file (keys as documented above)")
-    p.add_argument("--corpus", choices=["stdlib", "site-packages"], default=None)
+    p.add_argument("--corpus", choices=list(CORPORA), default=None,
+                   help="stdlib (default), site-packages, or c-headers (C headers pool, man-page validation)")
     p.add_argument("--quick", action="store_true", default=None, help="small corpus preset, short pretraining")
     p.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
     p.add_argument("--selectors", nargs="+", default=None,
@@ -93,7 +102,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data-seed", type=int, default=None, help="corpus split + pretraining seed (default 0)")
     for name in ("n-pool", "n-val", "n-test", "n-pretrain", "pretrain-steps"):
         p.add_argument(f"--{name}", type=int, default=None)
-    p.add_argument("--target-domain", default=None, help="validation/test domain (default docstrings)")
+    p.add_argument("--target-domain", default=None,
+                   help="validation/test domain (default docstrings; man for c-headers)")
     p.add_argument("--lr", type=float, default=None, help="stable-phase LR = annealing peak LR (default 3e-3)")
     p.add_argument("--shape", choices=["linear", "cosine", "1-sqrt"], default=None, help="decay shape")
     g = p.add_mutually_exclusive_group()
@@ -119,6 +129,8 @@ def add_parser(subparsers: Any) -> None:
     h.add_argument("--max-length", type=int, default=None, help="tokens per sample (default 128)")
     h.add_argument("--engine", choices=["torch", "trainer"], default=None, help="annealing loop (default torch)")
     h.add_argument("--optim-state", default=None, help="AdamW state_dict at the checkpoint (torch.save file)")
+    h.add_argument("--val-group-field", default=None,
+                   help="field / column of --val-data with each example's group (LESS: max over groups)")
     p.set_defaults(func=run, check=check)
 
 
@@ -149,8 +161,8 @@ def check(args: argparse.Namespace) -> None:
         ExtractConfig(**cfg["extract"]).validate()
     except (DirectOptError, TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if cfg["corpus"] not in ("stdlib", "site-packages"):
-        raise UsageError(f"corpus must be 'stdlib' or 'site-packages', got {cfg['corpus']!r}")
+    if cfg["corpus"] not in CORPORA:
+        raise UsageError(f"corpus must be one of {list(CORPORA)}, got {cfg['corpus']!r}")
     check_number(cfg["k"], "-k/--k", minimum=1, integer=True)
     for key in ("n_pool", "n_val", "n_test", "n_pretrain"):
         check_number(cfg[key], f"--{key.replace('_', '-')}", minimum=1, integer=True)
@@ -210,10 +222,14 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     hf = dict(cfg["hf"])
     for key, val in (("model", args.hf_model), ("pool", args.pool), ("val", args.val_data), ("test", args.test_data),
                      ("text_field", args.text_field), ("max_length", args.max_length), ("engine", args.engine),
-                     ("optim_state", args.optim_state), ("adapter", args.adapter)):
+                     ("optim_state", args.optim_state), ("adapter", args.adapter),
+                     ("val_group_field", args.val_group_field)):
         if val is not None:
             hf[key] = val
     cfg["hf"] = hf
+    if hf["val_group_field"] and not hf["model"]:
+        raise InvalidParameterError("--val-group-field names a field of --val-data (with --hf-model); the embedded "
+                                    "corpora bring their own groups (c-headers: the man section).")
     if hf["adapter"] and not hf["model"]:
         raise InvalidParameterError("--adapter is an adapter on top of --hf-model; pass --hf-model too.")
     if hf["model"]:
@@ -235,6 +251,24 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
+def val_group_column(path: str, text_field: str, field: str | None) -> list[Any] | None:
+    """The ``field`` value (integer or string) of every row of the validation file, or None
+    without a field; a row without it is a usage error listing the fields that exist."""
+    if not field:
+        return None
+    from ..cli_args import UsageError
+    from ..extract.inputs import read_records
+
+    rows, _ = read_records(path, text_field)
+    for i, row in enumerate(rows):
+        value = row.get(field) if isinstance(row, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            fields = sorted(row) if isinstance(row, dict) else []
+            what = "has no field" if value is None else f"has a non-integer, non-string {type(value).__name__} in"
+            raise UsageError(f"--val-group-field: row {i} of {path} {what} {field!r}; fields: {fields}")
+    return [row[field] for row in rows]
+
+
 def run_hf_config(cfg: dict[str, Any]):
     """The harness on a Hugging Face checkpoint and data files; returns (EvalReport, description)."""
     import torch
@@ -248,6 +282,7 @@ def run_hf_config(cfg: dict[str, Any]):
 
     hf = cfg["hf"]
     texts = {key: read_rows(hf[key], hf["text_field"]).texts for key in ("pool", "val", "test")}  # checked first
+    val_groups = val_group_column(hf["val"], hf["text_field"], hf["val_group_field"])
     optim_state = torch.load(hf["optim_state"], weights_only=True) if hf["optim_state"] else None
     model, tok = load_causal_lm(hf["model"], adapter=hf["adapter"])
     data = {key: tokenize_texts(tok, t, int(hf["max_length"])).samples for key, t in texts.items()}
@@ -258,7 +293,7 @@ def run_hf_config(cfg: dict[str, Any]):
     report = evaluate(annealer, hf_causal_lm_loss(), data["pool"], data["val"], data["test"], cfg["selectors"], k,
                       cfg["seeds"], AnnealSchedule.from_dict(cfg["schedule"]),
                       extract_config=ExtractConfig(**{"verbose": bool(cfg["progress"]), **cfg["extract"]}),
-                      out_dir=out, program_tau_rel=cfg["program_tau_rel"], progress=bool(cfg["progress"]),
+                      val_groups=val_groups, out_dir=out, program_tau_rel=cfg["program_tau_rel"], progress=bool(cfg["progress"]),
                       plot=bool(cfg["plot"]), overwrite=bool(cfg["overwrite"]), meta={"cli_config": cfg})
     _compare_and_save(report, cfg, out)
     return report, f"model {hf['model']}, pool {hf['pool']} (N={n})"
@@ -292,7 +327,8 @@ def run_config(cfg: dict[str, Any], log: Any = print):
     report = evaluate(
         setup.state, lm_loss, setup.corpus.pool, setup.corpus.val, setup.corpus.test, cfg["selectors"], k,
         cfg["seeds"], AnnealSchedule.from_dict(cfg["schedule"]), extract_config=ext,
-        pool_groups=setup.corpus.pool_groups, target_group=setup.target_group, out_dir=out,
+        pool_groups=setup.corpus.pool_groups, target_group=setup.target_group, val_groups=setup.corpus.val_groups,
+        out_dir=out,
         program_tau_rel=float(cfg["program_tau_rel"]), progress=bool(cfg["progress"]), plot=bool(cfg["plot"]),
         overwrite=bool(cfg["overwrite"]), meta={"setup": setup.info, "cli_config": cfg},
     )

@@ -40,7 +40,7 @@ from ..errors import InfeasibleProblemError, InvalidInputError, InvalidParameter
 from ..threads import reproducible
 from ..output import write_output
 from ..result import _jsonable
-from ..stats import GradientStats
+from ..stats import GradientStats, check_val_groups
 from .annealer import (Annealer, Checkpoint, as_annealer, check_row_keys_disjoint, n_rows, short_hash,  # noqa: F401
                        subset)
 from .report import EvalReport, build_summary
@@ -218,6 +218,7 @@ class EvalData:
     val: Any
     test: Any
     groups: np.ndarray | None = None
+    val_groups: np.ndarray | None = None  # (M,) validation task of each val row (faithful LESS: max over them)
 
     @property
     def n(self) -> int:
@@ -269,6 +270,7 @@ def evaluate(
     reference: Any = None,
     pool_groups: Sequence[str] | np.ndarray | None = None,
     target_group: str | None = None,
+    val_groups: Sequence[Any] | np.ndarray | None = None,
     out_dir: str | Path | None = None,
     baseline: str | None = "random",
     optim_state: dict | None = None,
@@ -317,6 +319,9 @@ def evaluate(
         pool_groups: (N,) group label per pool row (e.g. ``clean:docstrings``,
             ``degraded:random``) → composition of each selection.
         target_group: the group the validation/test data come from (reported as a column).
+        val_groups: (M,) group label (integers or strings) of each validation row, e.g. the task
+            or the man section; passed to the gradient extraction (``stats.val_groups``), where
+            faithful ``less`` takes the max over groups. None: one validation task.
         out_dir: where runs, ``results.json``, ``table.md`` and ``eval.png`` go (None: memory only).
         baseline: selector label the paired differences are taken against; added to the
             selectors when missing (None: no differences).
@@ -339,8 +344,8 @@ def evaluate(
         DataOverlapError (test rows in pool/val), ResumeMismatchError (out_dir from another config).
     """
     plan = validate(model, loss_fn, pool, val, test, selectors, k, seeds, schedule, extract_config=extract_config,
-                    reference=reference, pool_groups=pool_groups, target_group=target_group, out_dir=out_dir,
-                    baseline=baseline, optim_state=optim_state, stats=stats, program_tau_rel=program_tau_rel,
+                    reference=reference, pool_groups=pool_groups, target_group=target_group, val_groups=val_groups,
+                    out_dir=out_dir, baseline=baseline, optim_state=optim_state, stats=stats, program_tau_rel=program_tau_rel,
                     eval_batch_size=eval_batch_size, level=level, progress=progress, plot=plot, overwrite=overwrite,
                     meta=meta, schedule_gain=schedule_gain)
     core, records, pending = plan_runs(plan)
@@ -352,7 +357,7 @@ def evaluate(
 def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: Any, test: Any,
              selectors: Sequence[Any], k: int, seeds: Sequence[int],
              schedule: AnnealSchedule | Mapping[str, Any] | None = None, *, extract_config: Any = None,
-             reference: Any = None, pool_groups: Any = None, optim_state: dict | None = None,
+             reference: Any = None, pool_groups: Any = None, val_groups: Any = None, optim_state: dict | None = None,
              out_dir: str | Path | None = None, baseline: str | None = "random", meta: Mapping[str, Any] | None = None,
              **settings: Any) -> EvalPlan:
     """Phase 1: check every input of :func:`evaluate` (same arguments) and return the :class:`EvalPlan`."""
@@ -375,9 +380,14 @@ def validate(model: Any, loss_fn: Callable[..., torch.Tensor], pool: Any, val: A
         data.groups = np.asarray(pool_groups).astype(str)
         if data.groups.shape != (n,):
             raise InvalidInputError(f"pool_groups has shape {data.groups.shape}; expected one label per pool row ({n},).")
+    data.val_groups = check_val_groups(n_rows(data.val), val_groups)
     stats = settings.get("stats")
     if stats is not None and stats.n != n:
         raise InvalidInputError(f"stats describe N={stats.n} samples but the pool has {n} rows.")
+    if stats is not None and data.val_groups is not None and (
+            stats.val_groups is None or not np.array_equal(stats.val_groups, data.val_groups)):
+        raise InvalidInputError("val_groups differ from the val_groups of the stats given (they are used at "
+                                "extraction); pass stats extracted with these groups, or leave val_groups=None.")
     if schedule is None:
         schedule = AnnealSchedule()
     elif isinstance(schedule, Mapping):
@@ -422,7 +432,8 @@ def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dic
         **plan.annealer.fingerprint(),
         "data": {"pool": data_fingerprint(d.pool), "val": data_fingerprint(d.val), "test": data_fingerprint(d.test),
                  "pool_groups": None if d.groups is None else data_fingerprint(d.groups),
-                 "n_pool": d.n, "n_val": n_rows(d.val), "n_test": n_rows(d.test)},
+                 "n_pool": d.n, "n_val": n_rows(d.val), "n_test": n_rows(d.test),
+                 **({} if d.val_groups is None else {"val_groups": data_fingerprint(d.val_groups)})},
         "k": plan.k,
         "schedule": {**plan.schedule.to_dict(), "peak_lr_used": plan.peak_lr, "n_steps": plan.schedule.n_steps(plan.k)},
         "extract": None if stats is not None else plan.extract_config.identity(),
@@ -506,7 +517,8 @@ def extract_phase(plan: EvalPlan, pending: Sequence[tuple[SelectorSpec, int]]
 
         t0 = time.perf_counter()
         plan.stats = extract_stats(plan.annealer.model(), plan.loss_fn, plan.data.pool, plan.data.val,
-                                   with_optimizer_state(plan.extract_config, _annealer_optimizer_state(plan.annealer)))
+                                   with_optimizer_state(plan.extract_config, _annealer_optimizer_state(plan.annealer)),
+                                   val_groups=plan.data.val_groups)
         extract_time = time.perf_counter() - t0
     stats = plan.stats
     if stats is None:

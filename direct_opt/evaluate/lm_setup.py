@@ -1,6 +1,6 @@
 """The embedded-LM experiment setup shared by ``direct-opt evaluate`` and ``direct-opt demo``.
 
-corpus (stdlib / site-packages sources, no downloads) → TinyGPT → stable-phase pretraining
+corpus (stdlib / site-packages sources or C headers + man pages, no downloads) → TinyGPT → stable-phase pretraining
 at constant LR with an EMA reference → checkpoint. The checkpoint can be cached in a
 directory (``checkpoint.pt``, loaded with ``torch.load(weights_only=True)``, validated
 against the settings that made it) so re-runs resume without pretraining again.
@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from ..errors import InvalidParameterError, UnknownNameError
-from ..lm import GPTConfig, TinyGPT, TrainState, pretrain, site_packages_corpus, stdlib_corpus
+from ..lm import GPTConfig, TinyGPT, TrainState, c_headers_corpus, pretrain, site_packages_corpus, stdlib_corpus
 from ..lm.corpus import Corpus
 
-CORPORA = {"stdlib": stdlib_corpus, "site-packages": site_packages_corpus}
+#: corpus name -> builder (docs/evaluation.md describes each)
+CORPORA = {"stdlib": stdlib_corpus, "site-packages": site_packages_corpus, "c-headers": c_headers_corpus}
 #: stable-phase steps when not given (quick / default sizes); chosen for CPU run time, not for any method
 PRETRAIN_STEPS = {"quick": 120, "default": 500}
 
@@ -46,7 +47,7 @@ class LMSetup:
 
 
 def build_corpus(name: str, *, seed: int = 0, quick: bool = False, **kwargs: Any) -> Corpus:
-    """``stdlib`` or ``site-packages`` corpus (see :mod:`direct_opt.lm.corpus`)."""
+    """The corpus ``name`` of :data:`CORPORA` (see :mod:`direct_opt.lm.corpus`)."""
     if name not in CORPORA:
         raise UnknownNameError(f"unknown corpus {name!r}; known: {sorted(CORPORA)}.")
     return CORPORA[name](seed=seed, quick=quick, **{k: v for k, v in kwargs.items() if v is not None})
@@ -82,7 +83,7 @@ def prepare(
     """Build the corpus and pretrain TinyGPT (stable phase, constant LR after warmup).
 
     Args:
-        corpus: ``stdlib`` or ``site-packages``.
+        corpus: a name of :data:`CORPORA` (``stdlib``, ``site-packages``, ``c-headers``).
         data_seed: seed of the corpus split AND of pretraining (fixed across evaluation seeds).
         quick: small preset sizes (see ``direct_opt.lm.PRESETS``) and fewer pretraining steps.
         n_pool, n_val, n_test, n_pretrain, target_domain: override the corpus preset.
@@ -98,7 +99,7 @@ def prepare(
     t0 = time.perf_counter()
     kw = {"n_pool": n_pool, "n_val": n_val, "n_test": n_test, "n_pretrain": n_pretrain,
           "target_domain": target_domain}
-    say(f"building the {corpus} corpus from local Python sources ...")
+    say(f"building the {corpus} corpus from local files ...")
     c = build_corpus(corpus, seed=data_seed, quick=quick, progress=progress, **kw)
     t_corpus = time.perf_counter() - t0
     say(f"corpus {corpus}: pool {tuple(c.pool.shape)}, val {tuple(c.val.shape)}, test {tuple(c.test.shape)}, "
@@ -141,7 +142,9 @@ def prepare(
         "sizes": {"n_pool": int(c.pool.shape[0]), "n_val": int(c.val.shape[0]), "n_test": int(c.test.shape[0]),
                   "n_pretrain": int(c.pretrain.shape[0]), "seq_len": c.seq_len},
         "group_counts": c.info.get("group_counts"), "corpus_info": {k: c.info.get(k) for k in
-                                                                   ("source", "python", "packages", "domains")},
+                                                                   ("source", "python", "packages", "domains")}
+                                                 | {k: c.info[k] for k in ("include_dir", "man_dir", "val_group_counts")
+                                                    if k in c.info},
         "model": mcfg.to_dict(), "pretrain": settings, "checkpoint_key": key,
         "pretrain_last_loss": state.losses[-1] if state.losses else None,
         "time_s": {"corpus": t_corpus, "pretrain": t_pre},

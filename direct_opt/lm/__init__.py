@@ -1,5 +1,6 @@
 """Embedded language-model substrate: a tiny byte-level GPT, corpora built from text every
-Python install has (standard library / site-packages sources), stable-phase pretraining
+Python install has (standard library / site-packages sources) or a Linux machine has (C headers
+and manual pages), stable-phase pretraining
 with an EMA reference, WSD annealing runs and loss evaluation. No downloads.
 
 Typical use::
@@ -13,7 +14,8 @@ Typical use::
                  eval_sets={"val": corpus.val, "test": corpus.test}, eval_every=5)
 """
 
-from .corpus import DEGRADED_KINDS, PRESETS, Corpus, build_corpus, site_packages_corpus, stdlib_corpus
+from .corpus import (DEGRADED_KINDS, PRESETS, Corpus, build_corpus, c_headers_corpus, site_packages_corpus,
+                     stdlib_corpus)
 from .loss import lm_loss
 from .model import GPTConfig, TinyGPT
 from .train import (
@@ -29,6 +31,6 @@ from .train import (
 
 __all__ = [
     "AnnealResult", "Corpus", "DEGRADED_KINDS", "GPTConfig", "PRESETS", "TinyGPT", "TrainState",
-    "WSD_SHAPES", "anneal", "build_corpus", "evaluate_loss", "lm_loss", "load_model", "pretrain",
+    "WSD_SHAPES", "anneal", "build_corpus", "c_headers_corpus", "evaluate_loss", "lm_loss", "load_model", "pretrain",
     "site_packages_corpus", "stdlib_corpus", "wsd_lr",
 ]

@@ -1,12 +1,15 @@
-"""Selection corpora built from text every Python machine already has (no downloads).
+"""Selection corpora built from text the machine already has (no downloads).
 
-Two builders share one recipe (:func:`build_corpus`):
+Three builders share one recipe (:func:`build_corpus`):
 
 * :func:`stdlib_corpus` — the Python standard library's own sources;
 * :func:`site_packages_corpus` — the sources of installed third-party packages (numpy
-  always; scipy / torch / matplotlib when installed).
+  always; scipy / torch / matplotlib when installed);
+* :func:`c_headers_corpus` — C headers (the pool) and manual pages (validation / test,
+  grouped by man section).
 
-Recipe. The files are split into *domains*: ``docstrings`` (prose), ``comments``
+Recipe. The files are split into *domains*, each with an extraction kind of
+:mod:`direct_opt.lm.text`: for Python sources ``docstrings`` (prose), ``comments``
 (prose), and ``code:<area>`` (docstring-free code of one area/package). Samples are
 non-overlapping byte windows of ``seq_len + 1`` bytes. The target domain's files are
 consumed in a seeded order: first the TEST windows, then VALIDATION, then the pool and
@@ -29,15 +32,17 @@ validation) feeds the stable phase (:func:`direct_opt.lm.train.pretrain`).
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import importlib.util
 import platform
+import re
 import sysconfig
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +50,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import InvalidParameterError, UnknownNameError
-from .text import DomainStream, SourceCache, walk_py_files
+from .text import DomainStream, SourceCache, walk_files
 
 DEGRADED_KINDS: tuple[str, ...] = ("shuffled", "truncated", "duplicate", "random")
 PAD_BYTE = 0
@@ -83,6 +88,8 @@ class Corpus:
         target_domain: the domain name of val/test, e.g. ``"docstrings"``.
         info: provenance: source, roots, versions, domains, group counts, seed, timings.
         pretrain: (P, L) clean windows of all domains for the stable (pretraining) phase.
+        val_groups: (M,) str group label of each validation window (the validation *tasks*,
+            e.g. the man section ``"man3"``), or None for one validation task.
     """
 
     pool: Tensor
@@ -93,6 +100,7 @@ class Corpus:
     target_domain: str
     info: dict
     pretrain: Tensor = field(default_factory=lambda: torch.empty(0, 0, dtype=torch.long))
+    val_groups: np.ndarray | None = None
 
     @property
     def seq_len(self) -> int:
@@ -149,8 +157,23 @@ def _rows(arr: np.ndarray) -> set[bytes]:
     return {r.tobytes() for r in arr}
 
 
+#: domain name -> (extraction kind of :mod:`direct_opt.lm.text`, files of the domain)
+DomainSpec = dict[str, tuple[str, list[Path]]]
+
+
+def python_domains(sources: dict[str, list[Path]]) -> DomainSpec:
+    """The domains of a Python-source corpus: ``docstrings`` and ``comments`` over the union
+    of all areas' files, then one ``code:<area>`` per area with files (``sources``: area -> files)."""
+    all_files = sorted({p for files in sources.values() for p in files})
+    spec: DomainSpec = {"docstrings": ("docstrings", all_files), "comments": ("comments", all_files)}
+    for area, files in sources.items():
+        if files:
+            spec[f"code:{area}"] = ("code", files)
+    return spec
+
+
 def build_corpus(
-    sources: dict[str, list[Path]],
+    spec: DomainSpec,
     root_of_path: dict[Path, str],
     *,
     seed: int,
@@ -167,11 +190,15 @@ def build_corpus(
     domains: Sequence[str] | None,
     info: dict,
     progress: bool = False,
+    val_group_of: Callable[[str], str] | None = None,
 ) -> Corpus:
-    """Shared recipe behind :func:`stdlib_corpus` / :func:`site_packages_corpus`.
+    """Shared recipe behind :func:`stdlib_corpus`, :func:`site_packages_corpus` and
+    :func:`c_headers_corpus`.
 
-    ``sources`` maps a code-area name to its files; ``docstrings``/``comments`` domains
-    use the union of all areas' files. See the module docstring for the recipe.
+    ``spec`` maps each domain name to its extraction kind and files (e.g.
+    :func:`python_domains`); ``root_of_path`` names each file in ids and provenance. See the
+    module docstring for the recipe. ``val_group_of`` maps the name of a validation window's
+    source file to its group label (``Corpus.val_groups``; None: no groups).
     ``progress=True`` shows a progress bar counting the source files read.
     """
     t0 = time.perf_counter()
@@ -181,14 +208,7 @@ def build_corpus(
     for k in degraded_kinds:
         if k not in DEGRADED_KINDS:
             raise UnknownNameError(f"unknown degraded kind {k!r}; known: {list(DEGRADED_KINDS)}")
-    all_files = sorted({p for files in sources.values() for p in files})
-    spec: dict[str, tuple[str, list[Path]]] = {
-        "docstrings": ("docstrings", all_files),
-        "comments": ("comments", all_files),
-    }
-    for area, files in sources.items():
-        if files:
-            spec[f"code:{area}"] = ("code", files)
+    spec = {d: (kind, files) for d, (kind, files) in spec.items() if files}
     if domains is not None:
         unknown = [d for d in domains if d not in spec]
         if unknown:
@@ -298,6 +318,10 @@ def build_corpus(
     assert not test_rows & _rows(pretrain), "test windows overlap pretraining data"
 
     counts = {g: int((groups_arr == g).sum()) for g in sorted(set(groups_arr.tolist()))}
+    val_groups = None
+    if val_group_of is not None:
+        val_groups = np.asarray([val_group_of(val_src[i].rsplit("@", 1)[0]) for i in keep]).astype(str)
+        info = {**info, "val_group_counts": {str(g): int(c) for g, c in zip(*np.unique(val_groups, return_counts=True))}}
     info = dict(info)
     info.update(
         seed=int(seed), seq_len=int(seq_len), target_domain=target_domain, domains=list(spec),
@@ -315,6 +339,7 @@ def build_corpus(
     return Corpus(
         pool=as_long(pool), pool_groups=groups_arr, pool_ids=ids_arr, val=as_long(val),
         test=as_long(test), target_domain=target_domain, info=info, pretrain=as_long(pretrain),
+        val_groups=val_groups,
     )
 
 
@@ -353,16 +378,16 @@ def stdlib_corpus(
     root = Path(sysconfig.get_paths()["stdlib"])
     sources: dict[str, list[Path]] = {}
     for area, pkgs in STDLIB_AREAS.items():
-        files = [f for p in pkgs for f in walk_py_files(root / p)]
+        files = [f for p in pkgs for f in walk_files(root / p)]
         if area == "core":
-            files += [f for f in walk_py_files(root, recursive=False)
+            files += [f for f in walk_files(root, recursive=False)
                       if not f.name.startswith(("_sysconfigdata", "__phello", "__hello", "this."))]
         sources[area] = sorted(files)
     root_of = {f: str(f.relative_to(root)) for fs in sources.values() for f in fs}
     info = {"source": "stdlib", "root": str(root), "python": platform.python_version(),
             "areas": {a: list(p) for a, p in STDLIB_AREAS.items()}}
     return build_corpus(
-        sources, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
+        python_domains(sources), root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
         file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )
@@ -416,7 +441,7 @@ def site_packages_corpus(
             if name == "numpy":
                 raise InvalidParameterError("numpy is not installed; site_packages_corpus needs it.")
             continue
-        files = walk_py_files(d)
+        files = walk_files(d)
         if not files:
             continue
         sources[name] = files
@@ -429,7 +454,114 @@ def site_packages_corpus(
     info = {"source": "site-packages", "packages": found,
             "purelib": sysconfig.get_paths()["purelib"], "python": platform.python_version()}
     return build_corpus(
-        sources, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
+        python_domains(sources), root_of, seed=seed, seq_len=seq_len, target_domain=target_domain,
         clean_frac=clean_frac, degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool,
         file_cap=file_cap, domains=domains, info=info, progress=progress, **sizes,
     )
+
+
+#: areas of /usr/include by top directory ("" = a header at the root: mostly the C library,
+#: plus single-header libraries such as zlib.h); a multiarch directory (x86_64-linux-gnu, ...)
+#: is classified by the directory inside it; any other top directory is ``other``
+C_HEADER_AREAS: dict[str, tuple[str, ...]] = {
+    "libc": ("", "arpa", "bits", "gnu", "net", "netash", "netatalk", "netax25", "neteconet", "netinet",
+             "netipx", "netiucv", "netpacket", "netrom", "netrose", "nfs", "protocols", "rpc", "rpcsvc",
+             "scsi", "sys"),
+    "linux": ("linux", "asm", "asm-generic", "drm", "misc", "mtd", "rdma", "sound", "video", "xen"),
+    "graphics": ("X11", "GL", "GLES", "GLES2", "GLES3", "EGL", "KHR", "vulkan", "xcb", "freetype2", "fontconfig",
+                 "cairo", "pixman-1", "harfbuzz", "libpng", "libpng16", "libdrm", "pango-1.0", "gdk-pixbuf-2.0"),
+}
+#: top directories left out: C++ trees (not C) and vendored copies of other headers
+C_HEADER_SKIP: tuple[str, ...] = ("c++", "llvm-*", "llvm-c-*", "node")
+MAN_SECTIONS: tuple[str, ...] = tuple(f"man{s}" for s in range(1, 9))
+_MULTIARCH = re.compile(r"^[a-z0-9_]+-linux-[a-z0-9_]+$")
+
+
+def header_area(rel: Path) -> str | None:
+    """Area of a header path relative to the include directory (None: skipped, see C_HEADER_SKIP)."""
+    parts = rel.parts
+    if len(parts) > 1 and _MULTIARCH.match(parts[0]):
+        parts = parts[1:]
+    top = parts[0] if len(parts) > 1 else ""
+    if any(fnmatch.fnmatchcase(top, pat) for pat in C_HEADER_SKIP):
+        return None
+    return next((area for area, tops in C_HEADER_AREAS.items() if top in tops), "other")
+
+
+def c_headers_corpus(
+    seed: int = 0,
+    *,
+    quick: bool = False,
+    include_dir: str | Path = "/usr/include",
+    man_dir: str | Path = "/usr/share/man",
+    n_pool: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    n_pretrain: int | None = None,
+    seq_len: int = 64,
+    target_domain: str = "man",
+    domains: Sequence[str] | None = None,
+    clean_frac: float = 0.75,
+    degraded_kinds: Sequence[str] = DEGRADED_KINDS,
+    target_in_pool: bool = False,
+    file_cap: int | None = None,
+    progress: bool = False,
+) -> Corpus:
+    """Corpus from C headers (the pool's clean part) and manual pages (validation / test).
+
+    Domains: ``comments`` (C comments of all headers), ``code:<area>`` (comment-free header
+    code of one area of ``include_dir``: ``libc``, ``linux``, ``graphics``, ``other``; see
+    :data:`C_HEADER_AREAS`; C++ trees and vendored copies in :data:`C_HEADER_SKIP` are left
+    out) and ``man`` (plain text of the gzipped roff pages in ``man_dir/man1`` ..
+    ``man8``; language subdirectories such as ``man_dir/de`` are not read). Symbolic links
+    are skipped (they repeat another file). By default the man pages are the target domain
+    and stay out of the pool (``target_in_pool=False``): the pool holds header text only,
+    the validation and test windows are man pages, and pretraining sees every domain.
+    ``val_groups`` is the man section of each validation window's page (``"man1"``, ...)
+    when ``target_domain="man"``, else None. Other arguments as in :func:`stdlib_corpus`;
+    deterministic given ``seed`` and the files on the machine.
+
+    Raises:
+        InvalidParameterError: ``include_dir`` / ``man_dir`` missing or without usable files,
+            or too little text for the sizes asked for (the message names the directory).
+    """
+    sizes = _common_kwargs(quick, n_pool, n_val, n_test, n_pretrain)
+    inc, man = Path(include_dir), Path(man_dir)
+    for path, what, opt in ((inc, "C headers (.h)", "include_dir"), (man, "manual pages (man1..man8)", "man_dir")):
+        if not path.is_dir():
+            raise InvalidParameterError(f"{opt}={str(path)!r} is not a directory; the c-headers corpus reads its "
+                                        f"{what} from it. Pass {opt}=<directory> or use another corpus.")
+    sources: dict[str, list[Path]] = {area: [] for area in (*C_HEADER_AREAS, "other")}
+    root_of: dict[Path, str] = {}
+    for f in walk_files(inc, suffixes=(".h",)):
+        area = header_area(f.relative_to(inc))
+        if area is not None and not f.is_symlink():
+            sources[area].append(f)
+            root_of[f] = str(f.relative_to(inc))
+    pages = [f for sec in MAN_SECTIONS for f in walk_files(man / sec, suffixes=(".gz",), recursive=False)
+             if not f.is_symlink()]
+    root_of.update({f: f"{f.parent.name}/{f.name}" for f in pages})
+    headers = sorted(f for files in sources.values() for f in files)
+    if not headers:
+        raise InvalidParameterError(f"include_dir={str(inc)!r} holds no usable .h files; pass include_dir=<a "
+                                    "directory of C headers>.")
+    if not pages:
+        raise InvalidParameterError(f"man_dir={str(man)!r} holds no gzipped manual pages in man1..man8 (e.g. "
+                                    f"man1/ls.1.gz); pass man_dir=<a man directory>.")
+    spec: DomainSpec = {"comments": ("c-comments", headers)}
+    spec.update({f"code:{area}": ("c-code", files) for area, files in sources.items()})
+    spec["man"] = ("man", pages)
+    info = {"source": "c-headers", "include_dir": str(inc), "man_dir": str(man),
+            "areas": {a: list(t) for a, t in C_HEADER_AREAS.items()}, "skipped": list(C_HEADER_SKIP)}
+    try:
+        return build_corpus(
+            spec, root_of, seed=seed, seq_len=seq_len, target_domain=target_domain, clean_frac=clean_frac,
+            degraded_kinds=tuple(degraded_kinds), target_in_pool=target_in_pool, file_cap=file_cap,
+            domains=domains, info=info, progress=progress, **sizes,
+            val_group_of=(lambda name: name.split("/", 1)[0]) if target_domain == "man" else None,
+        )
+    except InvalidParameterError as exc:
+        if "ran out of text" not in str(exc):
+            raise
+        raise InvalidParameterError(f"{exc} The headers come from include_dir={str(inc)!r} and the manual pages "
+                                    f"from man_dir={str(man)!r}: point them at larger directories.") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluate.cli import K_FRACTION, parse_seeds, split_selectors
+from ..evaluate.lm_setup import CORPORA
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("online", help="online batch selection (blade, rho-loss, greats, ...) vs static selection",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="list the online selectors and exit")
-    p.add_argument("--corpus", choices=["stdlib", "site-packages"], default="stdlib")
+    p.add_argument("--corpus", choices=list(CORPORA), default="stdlib")
     p.add_argument("--quick", action="store_true", help="small corpus preset, short pretraining")
     p.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="e.g. 0,1,2 or 0-4 (default 0,1,2)")
     p.add_argument("--online", nargs="+", default=None,
