@@ -120,10 +120,7 @@ class ExtractConfig:
             from .adam import describe_optimizer_state
 
             describe_optimizer_state(self.optimizer_state)  # raises on a malformed state dict
-            if self.projector in ("kronecker", "paper"):
-                raise InvalidParameterError(
-                    f"optimizer_state (Adam features for LESS) needs the per-sample gradients, which projector "
-                    f"{self.projector!r} never forms; use projector='gaussian' or 'sjlt', or drop optimizer_state.")
+            check_adam_projector(self.projector)
         if not isinstance(self.projector_options, Mapping):
             raise InvalidParameterError("projector_options must be a dict of keyword options.")
         return self
@@ -151,6 +148,15 @@ class ExtractConfig:
         for key in ("verbose", "out_dir"):
             d.pop(key, None)
         return d
+
+
+def check_adam_projector(projector: Any) -> None:
+    """InvalidParameterError unless ``projector`` forms the per-sample gradients that the Adam
+    features (``optimizer_state``) transform."""
+    if projector in ("kronecker", "paper"):
+        raise InvalidParameterError(
+            f"optimizer_state (Adam features for LESS) needs the per-sample gradients, which projector "
+            f"{projector!r} never forms; use projector='gaussian' or 'sjlt', or drop optimizer_state.")
 
 
 def _json_safe(value: Any) -> Any:
