@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,11 +46,14 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise InvalidParameterError(f"{path}: not a torch.save file ({(str(exc).splitlines() or [''])[0]}).") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            detail = re.search(r"WeightsUnpickler error: \s*(.*)", str(exc))
+            raise InvalidParameterError(f"{path}: not a torch.save file ({detail.group(1) if detail else 'unpickling failed'})."
+                                        ) from None
         raise InvalidParameterError(
-            f"{path} holds Python objects that torch.load(weights_only=True) refuses to unpickle; save the "
-            "optimizer's state_dict() alone with torch.save (tensors, numbers, lists and dicts only).") from None
+            f"{path} holds a Python object ({found.group(1)}) that torch.load(weights_only=True) refuses to unpickle; "
+            "save the optimizer's state_dict() alone with torch.save (tensors, numbers, lists and dicts only).") from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises KeyError, IndexError, RuntimeError, ... on junk
         detail = (str(exc).splitlines() or [""])[0]
         raise InvalidParameterError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {detail}).") from None
