@@ -21,7 +21,7 @@ into the same --out; see docs/scaling.md. Needs the [hf] extra (transformers).
 
 Faithful LESS (``direct-opt select --selector less``) needs two more things, see docs/less.md:
 
-    direct-opt extract --model ckpt/checkpoint-200 --optimizer-state ckpt/checkpoint-200/optimizer.pt \
+    direct-opt extract --model ckpt/checkpoint-200 --optimizer-state ckpt/checkpoint-200/optimizer.pt \\
         --train pool.jsonl --val val.jsonl --val-groups task --out runs/less --projector sjlt
 
 --optimizer-state FILE: the checkpoint's torch Adam/AdamW ``state_dict()`` saved with torch.save

@@ -54,7 +54,9 @@ class ExtractConfig:
             whatever the machine's core count, see :mod:`direct_opt.threads`; None: torch's
             current setting, faster on many cores but the last bits then depend on it).
         optimizer_state: the checkpoint's torch Adam/AdamW ``optimizer.state_dict()`` (e.g.
-            ``TrainState.optim_state``), optimizer built on ``model.parameters()``. When given,
+            ``TrainState.optim_state``), optimizer built on ``model.parameters()``, on the trainable
+            ones, or a ``transformers.Trainer`` checkpoint's ``optimizer.pt`` (read it with
+            :func:`~direct_opt.extract.adam.load_optimizer_state`). When given,
             the stats also hold the sketches of each pool sample's Adam update direction
             (``stats.adam_coords``, the features of faithful LESS); needs a dense projector
             (``gaussian``, ``sjlt``) or ``curvature="hessian-lanczos"``. Recorded in the
