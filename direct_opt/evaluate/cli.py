@@ -20,7 +20,10 @@ Config file keys (all optional; flags given on the command line win):
      "model": {"n_layer": 2, "d_model": 64, "n_head": 4},
      "schedule": {"shape": "linear", "epochs": 4, "optimizer_state": "restore", "eval_every": 5},
      "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32},
-     "program_tau_rel": 0.1}
+     "program_tau_rel": 0.1, "compare_to": ["less"]}
+
+The table compares every selector with random (the baseline) and with each label in
+compare_to (default: less, when it is among the selectors), paired by seed.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "data_seed": 0, "n_pool": None, "n_val": None, "n_test": None, "n_pretrain": None, "target_domain": None,
     "pretrain_steps": None, "lr": 3e-3, "model": {}, "schedule": {"eval_every": 5},
     "extract": {"k_sketch": 512, "projector": "sjlt", "batch_size": 32}, "program_tau_rel": TAU_REL,
-    "overwrite": False, "plot": True, "progress": True,
+    "overwrite": False, "plot": True, "progress": True, "compare_to": None,
     "hf": {"model": None, "pool": None, "val": None, "test": None, "text_field": "text", "max_length": 128,
            "engine": "torch", "optim_state": None, "adapter": None},
 }
@@ -100,6 +103,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--k-sketch", type=int, default=None, help="sketch size (default 512)")
     p.add_argument("--projector", default=None, help="sjlt (default), kronecker, gaussian, paper")
+    p.add_argument("--compare-to", default=None,
+                   help="comma-separated selector labels the table also compares with, paired by seed "
+                        "(default: less, when it is run; 'none' for random only)")
     p.add_argument("--overwrite", action="store_true", default=None, help="discard finished runs in --out")
     p.add_argument("--no-plot", dest="plot", action="store_false", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
@@ -130,7 +136,12 @@ def check(args: argparse.Namespace) -> None:
         check_input_path(args.config, "--config")
     try:
         cfg = resolve_config(args)
-        _check_names(parse_selectors(cfg["selectors"]))
+        specs = parse_selectors(cfg["selectors"])
+        _check_names(specs)
+        unknown = [c for c in cfg["compare_to"] or () if c not in [sp.label for sp in specs]]
+        if unknown:
+            raise UsageError(f"--compare-to {','.join(unknown)}: no selector with that label is run "
+                             f"(labels: {', '.join(sp.label for sp in specs)})")
         seeds = cfg["seeds"]
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
             raise UsageError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
@@ -179,6 +190,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             cfg[key] = val
     if args.selectors is not None:
         cfg["selectors"] = split_selectors(args.selectors)
+    if args.compare_to is not None:
+        cfg["compare_to"] = [] if args.compare_to.strip() == "none" else \
+            [c.strip() for c in args.compare_to.split(",") if c.strip()]
     sched = dict(cfg["schedule"])
     for key, val in (("shape", args.shape), ("steps", args.anneal_steps), ("epochs", args.anneal_epochs),
                      ("optimizer_state", args.optimizer_state), ("eval_every", args.eval_every)):
@@ -246,7 +260,16 @@ def run_hf_config(cfg: dict[str, Any]):
                       extract_config=ExtractConfig(**{"verbose": bool(cfg["progress"]), **cfg["extract"]}),
                       out_dir=out, program_tau_rel=cfg["program_tau_rel"], progress=bool(cfg["progress"]),
                       plot=bool(cfg["plot"]), overwrite=bool(cfg["overwrite"]), meta={"cli_config": cfg})
+    _compare_and_save(report, cfg, out)
     return report, f"model {hf['model']}, pool {hf['pool']} (N={n})"
+
+
+def _compare_and_save(report: Any, cfg: dict[str, Any], out: Path | None) -> None:
+    """Set the table's extra comparisons (``compare_to`` labels that were run) and write the report."""
+    report.compare_to = [c for c in ("less",) if c in report.summary] if cfg["compare_to"] is None \
+        else list(cfg["compare_to"])
+    if out is not None:
+        report.save(out, plot=bool(cfg["plot"]))
 
 
 def run_config(cfg: dict[str, Any], log: Any = print):
@@ -274,8 +297,7 @@ def run_config(cfg: dict[str, Any], log: Any = print):
         overwrite=bool(cfg["overwrite"]), meta={"setup": setup.info, "cli_config": cfg},
     )
     report.config["meta"]["evaluate_time_s"] = time.perf_counter() - t0
-    if out is not None:
-        report.save(out, plot=bool(cfg["plot"]))
+    _compare_and_save(report, cfg, out)
     return report, setup
 
 
@@ -297,6 +319,9 @@ def run(args: argparse.Namespace) -> int:
     for lab in report.labels:
         if lab.startswith("direct") and lab != report.baseline:
             print(report.verdict(lab))
+            for ref in report.compare_to:
+                if ref != lab:
+                    print(report.verdict(lab, against=ref))
     if report.paths:
         print(f"written: {', '.join(report.paths.values())}")
     print(f"total time {time.perf_counter() - t0:.1f}s")

@@ -465,20 +465,21 @@ def plan_runs(plan: EvalPlan) -> tuple[dict[str, Any], dict[tuple[str, int], dic
 
 
 def _check_less_features(specs: Sequence[SelectorSpec], stats: Any, cfg: Any) -> None:
-    """Stop before any work when faithful ``less`` (Adam features) cannot get its features."""
-    wants = [s.label for s in specs if s.name in ("less", "direct-aligned")
-             and s.options.get("variant", "faithful") == "faithful"
-             and s.options.get("features", "adam") == "adam"]
+    """Stop before any work when a selector using Adam features (faithful ``less``, ...) cannot get them."""
+    from ..selectors.aligned import ADAM_FEATURE_OPTION, wants_adam_features
+
+    wants = [s for s in specs if wants_adam_features(s.name, dict(s.options))]
     has = stats.adam_coords is not None if stats is not None else cfg.optimizer_state is not None
     if wants and not has:
         where = ("the stats given have no adam_coords" if stats is not None else
                  "the checkpoint has no optimizer state" if cfg.projector not in ("kronecker", "paper") else
                  f"projector {cfg.projector!r} forms no per-sample gradients")
+        first = wants[0]
         raise InvalidInputError(
-            f"selector {wants[0]!r} uses faithful LESS, whose training features are the Adam update directions, "
+            f"selector {first.label!r} uses the Adam update directions as features (faithful LESS), "
             f"but {where}. Pass the checkpoint's optimizer state (a TrainState, or optim_state=...) with a "
-            "'gaussian'/'sjlt' projector, or use 'less:features=sgd' (LESS's scores on plain gradients) or "
-            "'less:variant=mean-gradient' (the simplified LESS).")
+            f"'gaussian'/'sjlt' projector, or use '{first.name}:{ADAM_FEATURE_OPTION[first.name]}=sgd' (plain "
+            "gradients) or 'less:variant=mean-gradient' (the simplified LESS).")
 
 
 def _annealer_optimizer_state(annealer: Any) -> Mapping[str, Any] | None:

@@ -15,6 +15,8 @@
   objective, certified ratio, fraction of selections within the stiff budget),
   ``distinct_selections``, ``per_seed`` (final test/val loss by seed), ``curves``
   (split -> ``{steps, mean, std}``);
+* ``compare_to``: labels the table also compares with (e.g. ``["less"]``; :meth:`EvalReport.diff`
+  computes any pair);
 * ``ranking``: labels by mean final test loss (best first); ``runs``: every run record
   (label, selector, seed, k, indices, selection_time_s, diagnostics, program,
   composition, before, final, curves, anneal_steps, anneal_time_s, fingerprint).
@@ -133,6 +135,8 @@ class EvalReport:
     target_group: str | None = None
     level: float = 0.95
     paths: dict[str, str] = field(default_factory=dict)
+    #: labels the table also compares every selector with (besides the baseline), e.g. ["less"]
+    compare_to: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ access
     def run(self, label: str, seed: int) -> dict[str, Any]:
@@ -155,13 +159,29 @@ class EvalReport:
     def winner(self) -> str:
         return self.ranking[0]
 
-    def verdict(self, label: str, split: str = "test") -> str:
-        """One honest line: did ``label`` beat the baseline on held-out ``split`` loss?"""
-        if self.baseline is None or label == self.baseline:
+    def diff(self, label: str, against: str | None = None, split: str = "test") -> dict[str, Any] | None:
+        """Paired difference ``label`` − ``against`` (default: the baseline) of the final ``split``
+        loss over their common seeds (the fields of ``diff_test_vs_baseline``); None without
+        common seeds or when ``label == against``."""
+        against = self.baseline if against is None else against
+        for lab in (label, against):
+            if lab is not None and lab not in self.summary:
+                raise InvalidInputError(f"no selector labelled {lab!r} in this report; labels: {self.labels}.")
+        if against is None or label == against:
+            return None
+        x, y = self.final_losses(label, split), self.final_losses(against, split)
+        if not set(x) & set(y):
+            return None
+        return paired_difference(x, y, self.level).to_dict()
+
+    def verdict(self, label: str, split: str = "test", against: str | None = None) -> str:
+        """One honest line: did ``label`` beat ``against`` (default: the baseline) on held-out ``split`` loss?"""
+        ref = self.baseline if against is None else against
+        if ref is None or label == ref:
             return f"{label}: no baseline comparison."
-        d = self.summary[label][f"diff_{split}_vs_baseline"]
+        d = self.summary[label][f"diff_{split}_vs_baseline"] if ref == self.baseline else self.diff(label, ref, split)
         if d is None:
-            return f"{label}: no paired runs with {self.baseline}."
+            return f"{label}: no paired runs with {ref}."
         lower = d["mean"] < 0
         if d.get("low") is None:
             word = "is not shown to beat" if lower else "did NOT beat"
@@ -172,7 +192,7 @@ class EvalReport:
         else:
             word = "is not shown to beat" if lower else "did NOT beat"
             extra = f"95% CI [{d['low']:+.4f}, {d['high']:+.4f}] includes 0 (not significant), n={d['n']} seeds"
-        return (f"{label} {word} {self.baseline} on held-out {split} loss: mean paired difference "
+        return (f"{label} {word} {ref} on held-out {split} loss: mean paired difference "
                 f"{d['mean']:+.4f} {self.loss_unit} ({extra}).")
 
     # ------------------------------------------------------------------- table
@@ -181,14 +201,19 @@ class EvalReport:
         """``nats/byte`` (TinyGPT) or the annealer's unit (``nats/token`` for Hugging Face models)."""
         return str(self.config.get("core", {}).get("loss_unit", "nats/byte"))
 
-    def table(self) -> str:
-        """Markdown table: final losses (mean ± sd), paired Δ vs baseline with CI, composition, time."""
+    def table(self, against: Sequence[str] | None = None) -> str:
+        """Markdown table: final losses (mean ± sd), paired Δ vs the baseline (and vs each label in
+        ``against``, default :attr:`compare_to`, e.g. ``["less"]``) with CI, composition, time."""
+        against = [a for a in (self.compare_to if against is None else against) if a != self.baseline]
+        for a in against:
+            if a not in self.summary:
+                raise InvalidInputError(f"no selector labelled {a!r} to compare against; labels: {self.labels}.")
         n = len(self.seeds)
         has_comp = any(self.summary[l].get("degraded_fraction") is not None for l in self.summary)
         has_prog = any(self.summary[l].get("program") is not None for l in self.summary)
         tgt = self.target_group
         head = ["selector", "test loss (mean ± sd)", f"Δ test vs {self.baseline} [{int(self.level * 100)}% CI]",
-                "val loss (mean ± sd)"]
+                *(f"Δ test vs {a} [{int(self.level * 100)}% CI]" for a in against), "val loss (mean ± sd)"]
         if has_comp:
             if tgt:
                 head.append(f"frac {tgt}")
@@ -202,7 +227,7 @@ class EvalReport:
             if s is None:
                 continue
             row = [lab, f"{s['test']['mean']:.4f} ± {s['test']['std']:.4f}", _fmt_diff(s["diff_test_vs_baseline"]),
-                   f"{s['val']['mean']:.4f} ± {s['val']['std']:.4f}"]
+                   *(_fmt_diff(self.diff(lab, a)) for a in against), f"{s['val']['mean']:.4f} ± {s['val']['std']:.4f}"]
             if has_comp:
                 if tgt:
                     row.append(_fmt(s.get("target_fraction"), 3))
@@ -217,7 +242,8 @@ class EvalReport:
                                            f"val {first['val_before']:.4f}.")
         notes = (
             f"n = {n} seed(s) {self.seeds}; K = {self.config.get('k')}; losses in {self.loss_unit} (lower is better)."
-            f"{before}\nΔ = paired difference (selector − {self.baseline}, same seed), mean with a two-sided "
+            f"{before}\nΔ = paired difference (selector − {', '.join([str(self.baseline), *against])}, same seed), "
+            "mean with a two-sided "
             f"{int(self.level * 100)}% Student-t interval over the n seeds (n−1 dof); * = interval excludes 0; "
             "negative Δ = lower loss than the baseline."
         )
@@ -240,7 +266,7 @@ class EvalReport:
             "format": FORMAT, "version": VERSION, "config": self.config, "seeds": self.seeds,
             "k": self.config.get("k"), "labels": self.labels, "baseline": self.baseline,
             "target_group": self.target_group, "level": self.level, "stats": self.stats_info,
-            "summary": self.summary, "ranking": self.ranking, "runs": self.runs,
+            "summary": self.summary, "ranking": self.ranking, "runs": self.runs, "compare_to": self.compare_to,
         })
 
     def save(self, out_dir: str | Path, plot: bool = True) -> dict[str, str]:
@@ -263,7 +289,8 @@ class EvalReport:
             raise InvalidInputError(f"not an evaluation report (format {d.get('format')!r}, expected {FORMAT!r}).")
         return cls(config=dict(d["config"]), runs=list(d["runs"]), labels=list(d["labels"]),
                    seeds=[int(s) for s in d["seeds"]], baseline=d.get("baseline"), summary=dict(d["summary"]),
-                   stats_info=d.get("stats"), target_group=d.get("target_group"), level=float(d.get("level", 0.95)))
+                   stats_info=d.get("stats"), target_group=d.get("target_group"), level=float(d.get("level", 0.95)),
+                   compare_to=list(d.get("compare_to", [])))
 
     @classmethod
     def load(cls, path: str | Path) -> "EvalReport":

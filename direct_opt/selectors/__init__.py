@@ -16,10 +16,12 @@ random         uniform K-subset (``default_rng(seed).choice``)      N (stats, po
 direct         the DiReCT program (docs/math.md) via a backend       stats
 less           top-K LESS score (Xia et al. 2024; docs/less.md)          stats with val_coords, adam_coords
 direct-aligned max β‖Gw‖²/m + c̃ᵀw, c = LESS scores, stiff budget   stats (as direct and less)
+less-diverse   max c̃ᵀw − ½λ‖Gw‖²/m: LESS minus flat redundancy     stats (as less)
 grad-norm      top-K ||g_i||                                         stats with grad_norms
 loss           top-K loss                                            stats.losses or model+loss_fn+pool
 excess-loss    top-K ℓ(x;θ) − ℓ(x;θ_ref) (BLADE / RHO-LOSS)         model, loss_fn, pool, reference
 taylor         greedy 2nd-order Taylor loss decrease (GREATS)       stats with G_stiff, val_grad
+taylor-fisher  ``taylor`` with the Adam step (sketched Fisher)       stats with adam_coords
 =============  ===================================================  ==========================
 
 Adding a selector takes a function and one decorator. The function receives a

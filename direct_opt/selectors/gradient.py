@@ -364,13 +364,20 @@ def greedy_taylor(
     return order, gains, float(gains.sum())
 
 
-def stats_taylor_terms(stats: GradientStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+TAYLOR_STEPS = ("adam", "sgd")
+
+
+def stats_taylor_terms(stats: GradientStats, step: str = "sgd") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U (k, N), ḡ_u (k,), H (k,)) in u = c/sqrt(k) coordinates: H = diag(eigvals).
 
-    U = eigen_coords()/sqrt(k) = Vᵀ z, ḡ_u = val_grad/sqrt(k), so Δ computed with these
-    is in loss units (up to the JL error of the sketch).
+    U = the per-sample step directions: ``step="sgd"`` the plain gradients
+    (eigen_coords()/sqrt(k) = Vᵀ z), ``step="adam"`` the Adam update directions m̂/(√v̂+ε)
+    (``adam_coords``/sqrt(k)); ḡ_u = val_grad/sqrt(k). Δ computed with these is in loss units
+    (up to the JL error of the sketch) for a step θ − eta·s.
     """
-    C = stats.eigen_coords()
+    if step not in TAYLOR_STEPS:
+        raise InvalidParameterError(f"step={step!r}; choose one of {TAYLOR_STEPS}.")
+    C = stats.eigen_coords() if step == "sgd" else np.array(stats.adam_coords, copy=True)
     k = C.shape[0]
     if C.dtype not in (np.float32, np.float64):
         C = C.astype(np.float64)
@@ -380,34 +387,41 @@ def stats_taylor_terms(stats: GradientStats) -> tuple[np.ndarray, np.ndarray, np
     return C, gv, lam
 
 
-@register_selector("taylor")
-def taylor_selector(inp: SelectorInputs, *, eta: float = DEFAULT_TAYLOR_ETA, normalize: str = "mean") -> Pick:
-    """GREATS-style: greedy max of the 2nd-order Taylor validation-loss decrease of one step.
+def taylor_singleton_gains(U: np.ndarray, gv: np.ndarray, lam: np.ndarray, eta: float) -> np.ndarray:
+    """(N,) Δ({i}) = eta ḡᵀu_i − (eta²/2) u_iᵀ H u_i: the predicted validation-loss decrease of one
+    step of size eta along sample i's direction alone (H = diag(lam))."""
+    return eta * (gv @ U) - 0.5 * eta * eta * np.einsum("ij,ij->j", U, lam[:, None] * U, dtype=np.float64)
 
-    Δ(S) = eta ḡᵀs − (eta²/2) sᵀ H s in the sketched eigen-coordinates, H = the same
-    curvature as ``direct`` (the sketched validation Fisher, H = diag(eigvals) in
-    u = eigen_coords()/sqrt(k)). See :func:`greedy_taylor` for ``normalize`` and
-    :data:`DEFAULT_TAYLOR_ETA`. Selection.scores: the singleton gains Δ({i}).
-    """
-    st = _need_whole_sketch(inp, "the Taylor estimate", ("G_stiff", "val_grad", "eigvals"))
+
+def _need_taylor_fields(inp: SelectorInputs, step: str) -> GradientStats:
+    fields = ("G_stiff", "val_grad", "eigvals") + (("adam_coords",) if step == "adam" else ())
+    if step == "adam" and inp.stats is not None and inp.stats.adam_coords is None:
+        raise InvalidInputError(
+            f"selector {inp.name!r} with step='adam' needs stats with adam_coords (the Adam update directions); "
+            "these stats have none. Re-extract with direct_opt.extract.ExtractConfig(optimizer_state="
+            "optimizer.state_dict()) (direct-opt extract --optimizer-state FILE), or pass step='sgd' "
+            "(plain-gradient steps: the same as selector 'taylor').")
+    return _need_whole_sketch(inp, "the Taylor estimate", fields)
+
+
+def _taylor_pick(inp: SelectorInputs, eta: float, normalize: str, step: str) -> Pick:
+    """Greedy Taylor selection with ``step`` directions (see :func:`taylor_selector`)."""
+    st = _need_taylor_fields(inp, step)
     eta = _check_eta(eta)
-    U, gv, lam = stats_taylor_terms(st)
+    U, gv, lam = stats_taylor_terms(st, step)
     order, gains, total = greedy_taylor(U, gv, lam, eta, inp.k, normalize)
     e = eta / inp.k if normalize in ("mean", "unit") else eta
+    cols = U.astype(np.float64)
     if normalize == "unit":
-        norms = np.linalg.norm(U, axis=0)
-        single_cols = U / np.where(norms > 0, norms, np.inf)
-    else:
-        single_cols = U
-    lin = gv @ single_cols
-    single = e * lin - 0.5 * e * e * np.einsum("ij,ij->j", single_cols, lam[:, None] * single_cols)
-    s = U[:, order].astype(np.float64)
-    if normalize == "unit":
-        s = s / np.where(np.linalg.norm(s, axis=0) > 0, np.linalg.norm(s, axis=0), 1.0)
-    s = s.sum(1) * (1.0 / inp.k if normalize in ("mean", "unit") else 1.0)
+        norms = np.linalg.norm(cols, axis=0)
+        cols = cols / np.where(norms > 0, norms, np.inf)
+    single = taylor_singleton_gains(cols, gv, lam, e)
+    s = cols[:, order].sum(1) * (1.0 / inp.k if normalize in ("mean", "unit") else 1.0)
+    curvature = st.config.get("curvature") if isinstance(st.config, dict) else None
     diag = {
         "eta": eta,
         "normalize": normalize,
+        "step": step,
         "predicted_decrease": total,
         "linear_term": float(eta * gv @ s),
         "curvature_term": float(0.5 * eta**2 * s @ (lam * s)),
@@ -415,7 +429,19 @@ def taylor_selector(inp: SelectorInputs, *, eta: float = DEFAULT_TAYLOR_ETA, nor
         "gain_last": float(gains[-1]),
         "n_negative_gains": int((gains < 0).sum()),
         "pick_order_head": [int(i) for i in order[:20]],
-        "curvature": st.config.get("curvature", {}).get("kind", "sketched validation Fisher")
-        if isinstance(st.config.get("curvature"), dict) else "sketched validation Fisher",
+        "curvature": curvature.get("kind", "sketched validation Fisher") if isinstance(curvature, dict)
+        else "sketched validation Fisher",
     }
     return Pick(order, diag, single)
+
+
+@register_selector("taylor")
+def taylor_selector(inp: SelectorInputs, *, eta: float = DEFAULT_TAYLOR_ETA, normalize: str = "mean") -> Pick:
+    """GREATS-style: greedy max of the 2nd-order Taylor validation-loss decrease of one step.
+
+    Δ(S) = eta ḡᵀs − (eta²/2) sᵀ H s in the sketched eigen-coordinates, s = the plain-gradient
+    step of S, H = the same curvature as ``direct`` (the sketched validation Fisher, H =
+    diag(eigvals) in u = eigen_coords()/sqrt(k)). See :func:`greedy_taylor` for ``normalize`` and
+    :data:`DEFAULT_TAYLOR_ETA`. Selection.scores: the singleton gains Δ({i}).
+    """
+    return _taylor_pick(inp, eta, normalize, "sgd")

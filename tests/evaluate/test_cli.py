@@ -21,6 +21,7 @@ def test_config_file_run_and_resume(tmp_path, capsys):
     assert main(["evaluate", "--config", str(cfg), "--out", str(out), "--seeds", "0,1"]) == 0
     printed = capsys.readouterr().out
     assert "| random |" in printed and "| less |" in printed and "pretraining TinyGPT" in printed
+    assert "Δ test vs less [95% CI]" in printed  # by default the table also compares with less
     res = json.loads((out / "results.json").read_text())
     assert res["labels"] == ["random", "less"] and res["seeds"] == [0, 1]  # the flag overrode the file
     assert res["config"]["core"]["schedule"]["n_steps"] == 2 and res["k"] == 4
@@ -40,6 +41,7 @@ def test_config_file_run_and_resume(tmp_path, capsys):
     (["evaluate", "--seeds", "a,b"], "seeds must look like 0,1,2 or 0-4"),
     (["evaluate", "--shape", "exp"], "invalid choice: 'exp'"),
     (["evaluate", "--anneal-steps", "5", "--anneal-epochs", "2"], "not allowed with argument"),
+    (["evaluate", "--selectors", "random,direct", "--compare-to", "less"], "--compare-to less: no selector"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2

@@ -85,8 +85,11 @@ def test_faithful_less_without_optimizer_state_stops_before_work(state, data, tm
     model = TinyGPT(CFG)  # a bare model: no AdamW state, so no Adam features for LESS
     model.load_state_dict(state.model_state)
     sched = AnnealSchedule(steps=2, batch_size=4, optimizer_state="reset")
-    with pytest.raises(InvalidInputError, match=r"uses faithful LESS.*no optimizer state.*less:features=sgd.*mean-gradient"):
+    with pytest.raises(InvalidInputError, match=r"faithful LESS.*no optimizer state.*less:features=sgd.*mean-gradient"):
         _call(model, data, selectors=["less"], schedule=sched, out_dir=tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(InvalidInputError, match=r"'taylor-fisher'.*no optimizer state.*taylor-fisher:step=sgd"):
+        _call(model, data, selectors=["random", "taylor-fisher"], schedule=sched, out_dir=tmp_path / "e")
     assert not (tmp_path / "e").exists()
 
 

@@ -76,3 +76,24 @@ def test_verdict_says_beat_only_when_the_interval_excludes_0(mean, low, high, wo
     rep = EvalReport(config={}, runs=[], labels=["random", "x"], seeds=[0], baseline="random",
                      summary={"x": {"diff_test_vs_baseline": d}})
     assert rep.verdict("x").startswith(f"x {word} random on held-out test loss")
+
+
+def test_second_reference_column_and_verdict(full_report):
+    rep, _ = full_report
+    table = rep.table(against=["less"])
+    assert "Δ test vs less [95% CI]" in table and "selector − random, less" in table
+    less = rep.final_losses("less")
+    for lab in ALL_SELECTORS:
+        row = next(r for r in table.splitlines() if r.startswith(f"| {lab} |")).split("|")
+        if lab == "less":
+            assert row[4].strip() == "—"
+            continue
+        fin = rep.final_losses(lab)
+        d = paired_difference([fin[0], fin[1]], [less[0], less[1]])
+        assert row[4].strip().startswith(f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]")
+        assert rep.diff(lab, "less")["mean"] == pytest.approx(d.mean)
+    assert " less on held-out test loss" in rep.verdict("direct", against="less")
+    back = EvalReport.from_dict({**rep.to_dict(), "compare_to": ["less"]})
+    assert back.table() == table
+    with pytest.raises(Exception, match="no selector labelled 'nope'"):
+        rep.table(against=["nope"])

@@ -16,7 +16,8 @@ from direct_opt.selectors import (
 
 from .selectors_testlib import TinyReg, make_pairs, mse, random_stats
 
-BUILTIN = {"random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor", "direct-aligned"}
+BUILTIN = {"random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor", "direct-aligned", "less-diverse",
+           "taylor-fisher"}
 K = 7
 
 
