@@ -183,6 +183,7 @@ def _trainer_decay_names(model: torch.nn.Module) -> set[str] | None:
     """The parameters ``transformers.Trainer`` puts in its weight-decay group (None without transformers)."""
     try:
         from transformers import Trainer
-    except ImportError:
+
+        return set(Trainer.get_decay_parameter_names(None, model))  # uses no Trainer state
+    except (ImportError, AttributeError, RuntimeError):  # no transformers, or one without this rule
         return None
-    return set(Trainer.get_decay_parameter_names(None, model))  # uses no Trainer state

@@ -42,7 +42,6 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 from ..errors import ExtractionError, InvalidParameterError
 from .config import DTYPES, ExtractConfig
 
@@ -297,7 +296,7 @@ def _less_summary(stats: Any, opts: Mapping[str, Any]) -> str:
     else:
         adam = "no adam_coords (pass --optimizer-state for faithful LESS's Adam features)"
     if stats.val_groups is not None:
-        groups = f"val_groups stored ({np.unique(stats.val_groups).size} groups from field {opts['val_groups']!r})"
+        groups = f"val_groups stored ({len(set(stats.val_groups.tolist()))} groups from field {opts['val_groups']!r})"
     else:
         groups = "no val_groups (one validation group; --val-groups FIELD names a task column)"
     return f"LESS features: {adam}; {groups}"

@@ -209,3 +209,33 @@ def test_peft_adapter_with_the_adapters_optimizer_state(tmp_path, capsys):
                  "--params", "*embed_tokens*"])
     assert code == 2 and "no moments for parameter" in capsys.readouterr().err
     assert not (tmp_path / "all").exists()
+
+
+def test_check_optimizer_state_finds_the_order_or_names_the_mismatch():
+    from direct_opt.errors import InvalidParameterError
+    from direct_opt.extract.adam import check_optimizer_state
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    names = [n for n, _ in model.named_parameters()]
+    for groups, order in ((model.parameters(), names), (trainer_groups_by_module(model), ["0.weight", "2.weight", "0.bias",
+                                                                                         "1.weight", "1.bias", "2.bias"])):
+        opt = torch.optim.AdamW(groups)
+        model(torch.ones(2, 3)).sum().backward()
+        opt.step()
+        index = check_optimizer_state(opt.state_dict(), model, names)
+        assert [n for n, _ in sorted(index.items(), key=lambda kv: kv[1])] == order
+    bad = opt.state_dict()
+    bad["param_groups"] = [{**bad["param_groups"][0], "params": [5, 4, 3, 2, 1, 0]}]  # no order fits these shapes
+    with pytest.raises(InvalidParameterError, match="shapes match the parameters in no order tried"):
+        check_optimizer_state(bad, model, names)
+
+
+def trainer_groups_by_module(model):
+    """Trainer's groups for a plain torch model: decay on all but biases and LayerNorm parameters."""
+    norm = {f"{m}.{n}" for m, mod in model.named_modules() if isinstance(mod, torch.nn.LayerNorm)
+            for n, _ in mod.named_parameters()}
+    named = list(model.named_parameters())
+    nd = [("bias" in n or n in norm) for n, _ in named]
+    return [{"params": [p for (_, p), x in zip(named, nd) if not x], "weight_decay": 0.1},
+            {"params": [p for (_, p), x in zip(named, nd) if x], "weight_decay": 0.0}]
