@@ -131,10 +131,10 @@ class AdamDirection:
 def check_optimizer_state(state: Mapping[str, Any], model: torch.nn.Module, names: Sequence[str]) -> dict[str, int]:
     """The optimizer index of each differentiated parameter in ``names`` (cheap: shapes only).
 
-    The optimizer may have been built on ``model.parameters()``, on the trainable ones (a PEFT
-    adapter's), or — ``transformers.Trainer`` — on the trainable ones split into two groups (weight
-    decay, then no decay: biases and norms); the first of these orders in which every moment has
-    its parameter's shape is taken. InvalidParameterError when none fits or a parameter in
+    The optimizer may have been built on ``model.named_parameters()`` (the state then records the
+    names), ``model.parameters()``, the trainable ones (a PEFT adapter's), or — ``transformers.Trainer``
+    — the trainable ones split into two groups (weight decay, then no decay: biases and norms); the
+    first of these orders in which every moment has its parameter's shape is taken. InvalidParameterError when none fits or a parameter in
     ``names`` has no moments (the state belongs to another model or another parameter choice).
     """
     groups, per_param = _check_state_dict(state)
@@ -152,8 +152,13 @@ def check_optimizer_state(state: Mapping[str, Any], model: torch.nn.Module, name
             return []
         return [(n, p) for n, p in trainable if n in decay] + [(n, p) for n, p in trainable if n not in decay]
 
+    def recorded_order() -> list[tuple[str, torch.nn.Parameter]]:  # an optimizer built on named_parameters()
+        recorded = [n for g in groups for n in g.get("param_names", ())]
+        by_name = dict(named)
+        return [(n, by_name[n]) for n in recorded] if recorded and all(n in by_name for n in recorded) else []
+
     sized = False
-    for make in (lambda: named, lambda: trainable, trainer_order):
+    for make in (recorded_order, lambda: named, lambda: trainable, trainer_order):
         cand = make()
         if len(cand) != len(order):
             continue

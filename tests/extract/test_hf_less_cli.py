@@ -218,15 +218,17 @@ def test_check_optimizer_state_finds_the_order_or_names_the_mismatch():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
     names = [n for n, _ in model.named_parameters()]
-    for groups, order in ((model.parameters(), names), (trainer_groups_by_module(model), ["0.weight", "2.weight", "0.bias",
-                                                                                         "1.weight", "1.bias", "2.bias"])):
+    trainer = ["0.weight", "2.weight", "0.bias", "1.weight", "1.bias", "2.bias"]
+    for groups, order in ((model.parameters(), names), (trainer_groups_by_module(model), trainer),
+                          (reversed(list(model.named_parameters())), names[::-1])):  # the state records the names
         opt = torch.optim.AdamW(groups)
         model(torch.ones(2, 3)).sum().backward()
         opt.step()
         index = check_optimizer_state(opt.state_dict(), model, names)
         assert [n for n, _ in sorted(index.items(), key=lambda kv: kv[1])] == order
     bad = opt.state_dict()
-    bad["param_groups"] = [{**bad["param_groups"][0], "params": [5, 4, 3, 2, 1, 0]}]  # no order fits these shapes
+    group = {k: v for k, v in bad["param_groups"][0].items() if k != "param_names"}
+    bad["param_groups"] = [group]  # the reversed order without its names: no order tried fits the shapes
     with pytest.raises(InvalidParameterError, match="shapes match the parameters in no order tried"):
         check_optimizer_state(bad, model, names)
 
