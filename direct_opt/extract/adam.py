@@ -13,11 +13,14 @@ square root, see docs/selectors.md). Weight decay is not part of the direction.
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..errors import InvalidInputError, InvalidParameterError
+from ..errors import InvalidParameterError
 
 
 def describe_optimizer_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -31,6 +34,34 @@ def describe_optimizer_state(state: Mapping[str, Any]) -> dict[str, Any]:
     steps = sorted({float(torch.as_tensor(s["step"]).item()) for s in per_param.values()})
     return {"kind": "adam", "betas": [float(b) for b in g0.get("betas", (0.9, 0.999))], "eps": float(g0.get("eps", 1e-8)),
             "steps": steps, "n_params": len(per_param), "sha256": h.hexdigest()}
+
+
+def load_optimizer_state(path: str | Path) -> dict[str, Any]:
+    """An Adam/AdamW ``state_dict()`` saved with ``torch.save`` (e.g. a ``transformers.Trainer``
+    checkpoint's ``optimizer.pt``), loaded on the CPU with ``weights_only=True`` (never a pickle)
+    and checked with :func:`describe_optimizer_state`; InvalidParameterError names the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParameterError(f"{path}: no such file (pass the optimizer.pt of the checkpoint).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            detail = re.search(r"WeightsUnpickler error: \s*(.*)", str(exc))
+            raise InvalidParameterError(f"{path}: not a torch.save file ({detail.group(1) if detail else 'unpickling failed'})."
+                                        ) from None
+        raise InvalidParameterError(
+            f"{path} holds a Python object ({found.group(1)}) that torch.load(weights_only=True) refuses to unpickle; "
+            "save the optimizer's state_dict() alone with torch.save (tensors, numbers, lists and dicts only).") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load raises KeyError, IndexError, RuntimeError, ... on junk
+        detail = (str(exc).splitlines() or [""])[0]
+        raise InvalidParameterError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {detail}).") from None
+    try:
+        describe_optimizer_state(state)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"{path}: {exc}") from None
+    return state
 
 
 def _check_state_dict(state: Any) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
@@ -56,7 +87,8 @@ class AdamDirection:
 
     Args:
         state: ``optimizer.state_dict()`` of torch Adam/AdamW built on ``model.parameters()``
-            (all parameters) or on the trainable ones, in the model's order.
+            (all parameters) or on the trainable ones, in the model's order, or a
+            ``transformers.Trainer`` checkpoint's ``optimizer.pt`` (decay / no-decay groups).
         model: the network (to map the optimizer's parameter indices to names).
         names: the differentiated parameter names, in flattening order.
         device: where the moments live.
@@ -65,27 +97,13 @@ class AdamDirection:
     def __init__(self, state: Mapping[str, Any], model: torch.nn.Module, names: Sequence[str],
                  device: torch.device) -> None:
         groups, per_param = _check_state_dict(state)
-        order = [i for g in groups for i in g["params"]]
-        named = list(model.named_parameters())
-        trainable = [(n, p) for n, p in named if p.requires_grad]
-        cands = [c for c in (named, trainable) if len(c) == len(order)]
-        if not cands:
-            raise InvalidInputError(
-                f"optimizer_state covers {len(order)} parameters but the model has {len(named)} "
-                f"({len(trainable)} trainable); pass the state of the optimizer built on model.parameters()."
-            )
-        by_name = {n: idx for (n, _), idx in zip(cands[0], order)}
-        shapes = dict(cands[0])
+        index = check_optimizer_state(state, model, names)
+        shapes = dict(model.named_parameters())
         group_of = {i: g for g in groups for i in g["params"]}
         ms, vs, b1s, b2s, epss, ts = [], [], [], [], [], []
         for n in names:
-            idx = by_name[n]
-            s = per_param.get(idx)
-            if s is None:
-                raise InvalidInputError(f"optimizer_state has no moments for parameter {n!r} (index {idx}).")
-            if tuple(s["exp_avg"].shape) != tuple(shapes[n].shape):
-                raise InvalidInputError(f"optimizer_state moments of {n!r} have shape {tuple(s['exp_avg'].shape)}, "
-                                        f"the parameter {tuple(shapes[n].shape)}: the state belongs to another model.")
+            idx = index[n]
+            s = per_param[idx]
             g = group_of[idx]
             beta1, beta2 = g.get("betas", (0.9, 0.999))
             size = shapes[n].numel()
@@ -108,3 +126,69 @@ class AdamDirection:
         m_hat = (self.beta1 * self.m + (1 - self.beta1) * g) / self.corr1
         v_hat = (self.beta2 * self.v + (1 - self.beta2) * g.square()) / self.corr2
         return m_hat / (v_hat.sqrt() + self.eps)
+
+
+def check_optimizer_state(state: Mapping[str, Any], model: torch.nn.Module, names: Sequence[str]) -> dict[str, int]:
+    """The optimizer index of each differentiated parameter in ``names`` (cheap: shapes only).
+
+    The optimizer may have been built on ``model.named_parameters()`` (the state then records the
+    names), ``model.parameters()``, the trainable ones (a PEFT adapter's), or — ``transformers.Trainer``
+    — the trainable ones split into two groups (weight decay, then no decay: biases and norms); the
+    first of these orders in which every moment has its parameter's shape is taken. InvalidParameterError when none fits or a parameter in
+    ``names`` has no moments (the state belongs to another model or another parameter choice).
+    """
+    groups, per_param = _check_state_dict(state)
+    order = [i for g in groups for i in g["params"]]
+    named = list(model.named_parameters())
+    trainable = [(n, p) for n, p in named if p.requires_grad]
+
+    def fits(cand: list[tuple[str, torch.nn.Parameter]]) -> bool:
+        return all(tuple(per_param[i]["exp_avg"].shape) == tuple(p.shape) for (_, p), i in zip(cand, order)
+                   if i in per_param)
+
+    def trainer_order() -> list[tuple[str, torch.nn.Parameter]]:
+        decay = _trainer_decay_names(model) if len(groups) == 2 else None
+        if decay is None:
+            return []
+        return [(n, p) for n, p in trainable if n in decay] + [(n, p) for n, p in trainable if n not in decay]
+
+    def recorded_order() -> list[tuple[str, torch.nn.Parameter]]:  # an optimizer built on named_parameters()
+        recorded = [n for g in groups for n in g.get("param_names", ())]
+        by_name = dict(named)
+        return [(n, by_name[n]) for n in recorded] if recorded and all(n in by_name for n in recorded) else []
+
+    sized = False
+    for make in (recorded_order, lambda: named, lambda: trainable, trainer_order):
+        cand = make()
+        if len(cand) != len(order):
+            continue
+        sized = True
+        if fits(cand):
+            break
+    else:
+        if not sized:
+            raise InvalidParameterError(
+                f"optimizer_state covers {len(order)} parameters but the model has {len(named)} ({len(trainable)} "
+                "trainable); pass the state of the optimizer built on this model's parameters (model.parameters(), "
+                "the trainable ones, or a transformers Trainer checkpoint's optimizer.pt).")
+        raise InvalidParameterError(
+            f"optimizer_state covers {len(order)} parameters like the model, but their moments' shapes match the "
+            "parameters in no order tried (model order, trainable ones, Trainer's decay/no-decay groups): the "
+            "state belongs to another model.")
+    index = {n: i for (n, _), i in zip(cand, order)}
+    for n in names:
+        if index.get(n) not in per_param:
+            raise InvalidParameterError(
+                f"optimizer_state has no moments for parameter {n!r}: the optimizer did not train it; differentiate "
+                "the parameters it trained (the default: the trainable ones) or pass the matching optimizer state.")
+    return {n: index[n] for n in names}
+
+
+def _trainer_decay_names(model: torch.nn.Module) -> set[str] | None:
+    """The parameters ``transformers.Trainer`` puts in its weight-decay group (None without transformers)."""
+    try:
+        from transformers import Trainer
+
+        return set(Trainer.get_decay_parameter_names(None, model))  # uses no Trainer state
+    except (ImportError, AttributeError, RuntimeError):  # no transformers, or one without this rule
+        return None

@@ -18,6 +18,19 @@ A --config TOML file holds the same keys as the options (underscores: ``k_sketch
 the command line win. The run directory --out is resumable: re-run the same command after
 an interruption. Under ``torchrun --nproc-per-node P`` the ranks split the batches and write
 into the same --out; see docs/scaling.md. Needs the [hf] extra (transformers).
+
+Faithful LESS (``direct-opt select --selector less``) needs two more things, see docs/less.md:
+
+    direct-opt extract --model ckpt/checkpoint-200 --optimizer-state ckpt/checkpoint-200/optimizer.pt \\
+        --train pool.jsonl --val val.jsonl --val-groups task --out runs/less --projector sjlt
+
+--optimizer-state FILE: the checkpoint's torch Adam/AdamW ``state_dict()`` saved with torch.save
+(a transformers Trainer checkpoint's ``optimizer.pt``; loaded with weights_only, never a pickle)
+adds each pool sample's Adam update direction (``stats.adam_coords``); needs a projector that forms
+per-sample gradients (gaussian, sjlt). With --adapter the state is the adapter's optimizer's.
+--val-groups FIELD: the field/column of --val holding each validation example's task label
+(``stats.val_groups``; LESS takes the max over tasks); --val must then be JSONL, JSON, parquet or
+a save_to_disk directory.
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "model": None, "train": None, "val": None, "out_dir": None,
     "text_field": "text", "id_field": None, "max_length": 128, "truncation": "cut", "reduction": "mean",
     "model_dtype": None, "attention": None, "trust_remote_code": False, "adapter": None, "log_level": "warning",
+    "val_groups": None,
     **{f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
        for f in dataclasses.fields(ExtractConfig) if f.name not in ("out_dir", "collate_fn")},
 }
@@ -67,6 +81,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", dest="out_dir", help="run directory (resumable); final stats in OUT/stats")
     p.add_argument("--text-field", help="field/column holding the text (default: text)")
     p.add_argument("--id-field", help="field/column holding a unique sample id (default: the row index)")
+    p.add_argument("--val-groups", metavar="FIELD",
+                   help="field/column of --val holding each validation example's group (task) label; LESS takes "
+                        "the max over groups (stored as stats.val_groups)")
+    p.add_argument("--optimizer-state", metavar="FILE",
+                   help="the checkpoint's Adam/AdamW optimizer state_dict (torch.save; e.g. a Trainer checkpoint's "
+                        "optimizer.pt): adds the Adam update directions faithful LESS needs (stats.adam_coords)")
     p.add_argument("--max-length", type=int, help="max tokens per sample (default 128)")
     p.add_argument("--truncation", choices=("cut", "refuse"),
                    help="samples longer than --max-length: cut them (default; counted) or refuse")
@@ -103,6 +123,7 @@ def check(args: argparse.Namespace) -> None:
         opts = resolve_options(args)
     except DirectOptError as exc:
         raise UsageError(str(exc)) from None
+    args.resolved_options = opts  # run() reuses them: the optimizer state is loaded once
     check_number(opts["seed"], "--seed", minimum=0, integer=True)
     check_input_path(opts["train"], "--train", kind="any")
     check_input_path(opts["val"], "--val", kind="any")
@@ -112,7 +133,8 @@ def check(args: argparse.Namespace) -> None:
 def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     """defaults < --config TOML < command line; every value checked before any work."""
     opts = dict(DEFAULTS)
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "debug", "config")}
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("func", "check", "command", "debug", "config", "resolved_options")}
     if getattr(args, "config", None):
         opts.update(read_config(args.config))
     opts.update(given)
@@ -132,14 +154,35 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidParameterError(f"log_level={opts['log_level']!r}; choose one of {', '.join(LOG_LEVELS)}.")
     if opts["model_dtype"] is not None and opts["model_dtype"] not in DTYPES:
         raise InvalidParameterError(f"model_dtype={opts['model_dtype']!r}; choose one of {', '.join(sorted(DTYPES))}.")
-    extract_config(opts).validate()
+    if opts["val_groups"] is not None and (not isinstance(opts["val_groups"], str) or not opts["val_groups"]):
+        raise InvalidParameterError(f"val_groups={opts['val_groups']!r} must name a field of --val (e.g. task).")
+    state_file = opts["optimizer_state"]
+    extract_config({**opts, "optimizer_state": None}).validate()
     _check_device(str(opts["device"]))
     _check_model_path(str(opts["model"]))
     if opts["adapter"]:
         from .hf import check_adapter_dir
 
         check_adapter_dir(opts["adapter"])
+    if state_file is not None:
+        opts["optimizer_state"] = _load_optimizer_state(state_file, opts["projector"])
+        opts["optimizer_state_file"] = str(state_file)
     return opts
+
+
+def _load_optimizer_state(path: Any, projector: str) -> dict[str, Any]:
+    """--optimizer-state: the projector forms per-sample gradients (checked first), then the file
+    loads (weights_only) and holds an Adam/AdamW state."""
+    from .adam import load_optimizer_state
+    from .config import check_adam_projector
+
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise InvalidParameterError(f"optimizer_state={path!r} must be the path of a torch.save'd optimizer state_dict.")
+    try:
+        check_adam_projector(projector)
+        return load_optimizer_state(path)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"--optimizer-state {exc}") from None
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -219,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
 
     rank = 0
     try:
-        opts = resolve_options(args)
+        opts = getattr(args, "resolved_options", None) or resolve_options(args)
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("direct_opt").setLevel(opts["log_level"].upper())
         from ..distributed import init_from_env
@@ -241,7 +284,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {Path(opts['out_dir']) / 'stats'}: N={stats.n}, k={stats.k_star + stats.r}, k*={stats.k_star}, "
           f"r={stats.r}, truncated samples (pool/val)={truncated[0]}/{truncated[1]} at --max-length "
           f"{opts['max_length']}")
+    print(_less_summary(stats, opts))
     return 0
+
+
+def _less_summary(stats: Any, opts: Mapping[str, Any]) -> str:
+    """One line: whether the stats hold what faithful LESS needs (adam_coords, val_groups)."""
+    if stats.adam_coords is not None:
+        steps = stats.config["extract"]["optimizer_state"]["steps"]
+        adam = f"adam_coords stored (Adam state of {opts['optimizer_state_file']}, step {steps[-1]:g})"
+    else:
+        adam = "no adam_coords (pass --optimizer-state for faithful LESS's Adam features)"
+    if stats.val_groups is not None:
+        groups = f"val_groups stored ({len(set(stats.val_groups.tolist()))} groups from field {opts['val_groups']!r})"
+    else:
+        groups = "no val_groups (one validation group; --val-groups FIELD names a task column)"
+    return f"LESS features: {adam}; {groups}"
 
 
 def _extract(opts: Mapping[str, Any], comm: Any) -> tuple[Any, tuple[int, int]]:
@@ -251,7 +309,7 @@ def _extract(opts: Mapping[str, Any], comm: Any) -> tuple[Any, tuple[int, int]]:
     from .pipeline import extract_stats
 
     pool = read_rows(opts["train"], opts["text_field"], opts["id_field"])
-    val = read_rows(opts["val"], opts["text_field"], None)
+    val = read_rows(opts["val"], opts["text_field"], None, opts["val_groups"])
     for label, rows in (("--train", pool), ("--val", val)):
         if not rows.texts:
             raise ExtractionError(f"{label} {rows.path} holds no samples; pass at least one.")
@@ -276,5 +334,6 @@ def _extract(opts: Mapping[str, Any], comm: Any) -> tuple[Any, tuple[int, int]]:
     loss = hf_causal_lm_loss(reduction=opts["reduction"],
                              mean_tokens=mean_tokens if opts["reduction"] == "token-weighted" else None)
     cfg = extract_config(opts, comm.rank)
-    stats = extract_stats(model, loss, pool_tok.samples, val_tok.samples, cfg, comm=comm, sample_ids=pool.ids)
+    stats = extract_stats(model, loss, pool_tok.samples, val_tok.samples, cfg, comm=comm, sample_ids=pool.ids,
+                          val_groups=val.groups)
     return stats, (pool_tok.truncated, val_tok.truncated)

@@ -54,7 +54,9 @@ class ExtractConfig:
             whatever the machine's core count, see :mod:`direct_opt.threads`; None: torch's
             current setting, faster on many cores but the last bits then depend on it).
         optimizer_state: the checkpoint's torch Adam/AdamW ``optimizer.state_dict()`` (e.g.
-            ``TrainState.optim_state``), optimizer built on ``model.parameters()``. When given,
+            ``TrainState.optim_state``), optimizer built on ``model.parameters()``, on the trainable
+            ones, or a ``transformers.Trainer`` checkpoint's ``optimizer.pt`` (read it with
+            :func:`~direct_opt.extract.adam.load_optimizer_state`). When given,
             the stats also hold the sketches of each pool sample's Adam update direction
             (``stats.adam_coords``, the features of faithful LESS); needs a dense projector
             (``gaussian``, ``sjlt``) or ``curvature="hessian-lanczos"``. Recorded in the
@@ -120,10 +122,7 @@ class ExtractConfig:
             from .adam import describe_optimizer_state
 
             describe_optimizer_state(self.optimizer_state)  # raises on a malformed state dict
-            if self.projector in ("kronecker", "paper"):
-                raise InvalidParameterError(
-                    f"optimizer_state (Adam features for LESS) needs the per-sample gradients, which projector "
-                    f"{self.projector!r} never forms; use projector='gaussian' or 'sjlt', or drop optimizer_state.")
+            check_adam_projector(self.projector)
         if not isinstance(self.projector_options, Mapping):
             raise InvalidParameterError("projector_options must be a dict of keyword options.")
         return self
@@ -151,6 +150,15 @@ class ExtractConfig:
         for key in ("verbose", "out_dir"):
             d.pop(key, None)
         return d
+
+
+def check_adam_projector(projector: Any) -> None:
+    """InvalidParameterError unless ``projector`` forms the per-sample gradients that the Adam
+    features (``optimizer_state``) transform."""
+    if projector in ("kronecker", "paper"):
+        raise InvalidParameterError(
+            f"optimizer_state (Adam features for LESS) needs the per-sample gradients, which projector "
+            f"{projector!r} never forms; use projector='gaussian' or 'sjlt', or drop optimizer_state.")
 
 
 def _json_safe(value: Any) -> Any:

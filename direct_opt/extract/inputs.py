@@ -11,7 +11,9 @@ Formats, chosen by the path:
 Blank lines are refused (naming the line), never skipped, so an index is always a line
 number; a sample that should be empty is an empty string in a JSON/parquet row. Texts come
 from ``text_field`` (default ``text``); ids from ``id_field`` when given, else the row index.
-Every problem raises :class:`~direct_opt.errors.ExtractionError` naming the file, the row and the fix.
+Every problem raises :class:`~direct_opt.errors.ExtractionError` naming the file, the row and the fix;
+a ``group_field`` (validation group labels) that the rows lack or leave empty raises
+:class:`~direct_opt.errors.InvalidParameterError` (the option names the wrong field).
 """
 
 from __future__ import annotations
@@ -23,19 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExtractionError
+from ..errors import ExtractionError, InvalidParameterError
 
 JSON_LINES = (".jsonl", ".ndjson")
 
 
 @dataclass
 class TextRows:
-    """Texts of a file and their ids (N,) (row indices unless an id column was named)."""
+    """Texts of a file, their ids (N,) (row indices unless an id column was named) and group
+    labels (N,) (None unless a group column was named)."""
 
     path: Path
     texts: list[str]
     ids: np.ndarray
     format: str
+    groups: np.ndarray | None = None
 
 
 def read_records(path: str | Path, text_field: str = "text") -> tuple[list[Any], str]:
@@ -56,10 +60,37 @@ def read_records(path: str | Path, text_field: str = "text") -> tuple[list[Any],
     return [{text_field: line} for line in _text_lines(path, text)], "text"
 
 
-def read_rows(path: str | Path, text_field: str = "text", id_field: str | None = None) -> TextRows:
-    """The texts and ids of one file or ``save_to_disk`` directory (see the module docstring)."""
+def read_rows(path: str | Path, text_field: str = "text", id_field: str | None = None,
+              group_field: str | None = None) -> TextRows:
+    """The texts, ids and (``group_field``) group labels of one file or ``save_to_disk``
+    directory (see the module docstring)."""
     rows, fmt = read_records(path, text_field)
-    return _columns(Path(path), rows, text_field, id_field, fmt)
+    out = _columns(Path(path), rows, text_field, id_field, fmt)
+    if group_field is not None:
+        out.groups = _group_labels(Path(path), rows, group_field, fmt)
+    return out
+
+
+def _group_labels(path: Path, rows: list[Any], field: str, fmt: str) -> np.ndarray:
+    """(N,) labels (integers or strings, none missing or empty) of column ``field``."""
+    if fmt == "text":
+        raise InvalidParameterError(
+            f"--val-groups {field}: {path} is a text file (one sample per line), which has no fields; write the "
+            "validation set as JSONL, parquet or a save_to_disk directory with a text and a group column.")
+    labels = []
+    for i, row in enumerate(rows):
+        where = f"{path}:{i + 1}" if fmt == "jsonl" else f"{path} row {i}"
+        if field not in row:
+            raise InvalidParameterError(f"--val-groups {field}: {where} has no field {field!r}; its fields are "
+                                        f"{sorted(row)}.")
+        value = row[field]
+        if value is None or value == "" or isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise InvalidParameterError(f"--val-groups {field}: {where} has group label {value!r}; every validation "
+                                        "example needs a non-empty integer or string label (its task).")
+        labels.append(value)
+    if len({type(v) for v in labels}) > 1:
+        raise InvalidParameterError(f"--val-groups {field}: {path} mixes integer and string labels; use one kind.")
+    return np.asarray(labels, dtype=np.int64 if labels and isinstance(labels[0], int) else str)
 
 
 def _read_utf8(path: Path) -> str:

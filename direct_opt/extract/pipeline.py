@@ -26,7 +26,7 @@ from ..threads import fixed_threads
 from .config import ExtractConfig
 from .curvature import CURVATURES, fisher_eigen, lanczos
 from .data import LossFn, batch_ranges, data_fingerprint, default_collate_samples, iter_batches, to_device
-from .adam import AdamDirection
+from .adam import AdamDirection, check_optimizer_state
 from .elbow import choose_k_star
 from .hf import token_counts
 from .params import model_fingerprint, select_params
@@ -191,6 +191,8 @@ def extract_stats(
     model.eval()
     try:
         names = select_params(model, cfg.param_filter)
+        if cfg.optimizer_state is not None:
+            check_optimizer_state(cfg.optimizer_state, model, names)  # before any output
         engine = PerSampleGrad(model, loss_fn, names, device, cfg.torch_dtype_name)
         t0 = time.perf_counter()
         header = {

@@ -144,7 +144,8 @@ def _need_less_fields(inp: SelectorInputs, st: GradientStats, features: str) -> 
     missing = [f for f in need if getattr(st, f) is None]
     if not missing:
         return
-    fix = ("re-extract with direct_opt.extract.ExtractConfig(optimizer_state=optimizer.state_dict()) "
+    fix = ("re-extract with `direct-opt extract --optimizer-state CHECKPOINT/optimizer.pt` or "
+           "direct_opt.extract.ExtractConfig(optimizer_state=optimizer.state_dict()) "
            "(the checkpoint's Adam state, e.g. TrainState.optim_state)" if "adam_coords" in missing and
            "val_coords" not in missing else "re-extract the stats with this version of direct_opt")
     alt = ("pass features='sgd' (plain gradients, needs val_coords) or " if features == "adam" and "val_coords" not in missing
