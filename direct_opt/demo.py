@@ -11,7 +11,8 @@ What it does (everything through the evaluation harness, :mod:`direct_opt.evalua
 3. extracts gradient statistics once from that checkpoint (sjlt sketch, k = 512);
 4. selects K = 10 % of the pool with ``random``, the DiReCT program solved by several
    backends (``direct/sca-exact`` default, ``greedy``, ``frank-wolfe``, ``fw-block``,
-   the paper-faithful ``pga-dykstra``) and the peer ``less``;
+   the paper-faithful ``pga-dykstra``), the peer ``less`` (LESS as published) and the toolkit's
+   default selector ``less-diverse`` (LESS with a redundancy penalty; docs/evaluation.md);
 5. anneals the same checkpoint (LR decayed linearly to 0) on each selection, for each
    seed, and reports validation/test loss before and after, solve time, the DiReCT
    objective of each selection and its certified ratio f / upper bound.
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .defaults import DEMO_BACKENDS, TAU_REL
+from .selectors import DEFAULT_SELECTOR
 
 FORMAT = "direct_opt.demo"
 VERSION = 2
@@ -97,7 +99,8 @@ def add_parser(subparsers: Any) -> None:
                         f"quick {PRESETS['quick']['n_seeds']})")
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                    help="comma-separated DiReCT solver backends (see `direct-opt backends`)")
-    p.add_argument("--no-less", action="store_true", help="leave out the LESS peer")
+    p.add_argument("--no-less", action="store_true",
+                   help=f"leave out the LESS-based peers (less, {DEFAULT_SELECTOR})")
     p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     p.set_defaults(func=run, check=check)
 
@@ -116,7 +119,8 @@ def demo_config(quick: bool, seed: int, n_seeds: int | None, backends: Sequence[
     """The full, JSON-safe configuration of one demo run."""
     preset = PRESETS["quick" if quick else "default"]
     n = preset["n_seeds"] if n_seeds is None else int(n_seeds)
-    selectors = ["random", *(f"direct:backend={b}" for b in backends)] + (["less"] if less else [])
+    peers = list(dict.fromkeys(["less", DEFAULT_SELECTOR])) if less else []
+    selectors = ["random", *(f"direct:backend={b}" for b in backends), *peers]
     return {
         "corpus": "stdlib", "quick": bool(quick), "data_seed": int(seed),
         "seeds": list(range(int(seed), int(seed) + n)), "selectors": selectors,
@@ -250,6 +254,30 @@ def verdict(report: Any) -> str:
     "beat" only when the 95% interval of the paired difference lies below 0; a lower mean whose
     interval includes 0 (or a single seed, no interval) is reported as not shown.
     """
+    return _direct_verdict(report) + _default_selector_line(report)
+
+
+def _ci(d: dict[str, Any] | None, against: str) -> str:
+    if d is None:
+        return f"no paired runs with {against}"
+    if d.get("low") is None:
+        return f"{d['mean']:+.4f} vs {against} (single seed, not conclusive)"
+    word = ("beat" if d["mean"] < 0 else "lost to") if d.get("significant") else "tied"
+    return f"{word} {against}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
+def _default_selector_line(report: Any) -> str:
+    """How the toolkit's default selector did against random and LESS (empty when it was not run)."""
+    if DEFAULT_SELECTOR not in report.labels or DEFAULT_SELECTOR == report.baseline:
+        return ""
+    vs_less = (f"; {_ci(report.diff(DEFAULT_SELECTOR, 'less'), 'less')}"
+               if "less" in report.labels and DEFAULT_SELECTOR != "less" else "")
+    return (f" The toolkit's default selector {DEFAULT_SELECTOR} "
+            f"{_ci(report.summary[DEFAULT_SELECTOR]['diff_test_vs_baseline'], report.baseline)}{vs_less} "
+            "(nats/byte, 95% CI; 'beat' only when the interval excludes 0).")
+
+
+def _direct_verdict(report: Any) -> str:
     direct = [l for l in report.labels if _kind(l) == "direct"]
     if not direct or report.baseline != "random":
         return f"lowest held-out test loss: {report.winner}."

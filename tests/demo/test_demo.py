@@ -76,7 +76,7 @@ def test_results_json_has_every_method_and_field(demo):
     for key in ("n_val", "n_test", "n_pretrain", "seq_len", "k_sketch", "r_flat", "k_star", "model_parameters"):
         assert isinstance(sz[key], int) and sz[key] > 0, key
     labels = list(res["methods"])
-    assert labels == ["random", *(f"direct/{b}" for b in BACKENDS), "less"]
+    assert labels == ["random", *(f"direct/{b}" for b in BACKENDS), "less", "less-diverse"]
     before = {m["val_loss_before"] for m in res["methods"].values()}
     assert len(before) == 1, "every method must anneal from the same checkpoint"
     for lab, m in res["methods"].items():
@@ -145,6 +145,10 @@ def test_plots_table_and_verdict(demo):
         assert "beat random" in res["verdict"] and "NOT" not in res["verdict"]
     else:
         assert "NOT" in res["verdict"]
+    d = res["methods"]["less-diverse"]["diff_test_vs_random"]
+    assert f"The toolkit's default selector less-diverse" in res["verdict"]
+    assert f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" in res["verdict"]
+    assert ("beat random" if d["significant"] and d["mean"] < 0 else "random:") in res["verdict"]
     assert "written to" in stdout and "timings.json" in stdout
     assert "gradient statistics of the pool:" in stdout and "on your own data" in stdout
     stats = stdout.split("gradient statistics of the pool: ")[1].splitlines()[0]
