@@ -11,7 +11,7 @@ the same scale:
   ‖Gw‖² + (m_G/β) c̃ᵀw (the same maximiser for β > 0).
 * ``less-diverse``:  max c̃ᵀw − ½ λ ‖Gw‖²/m_G — LESS with a redundancy penalty: samples whose
   flat-direction components add up (near-duplicates) cost more. A concave objective: the
-  relaxation is solved to global optimality (``sca-osqp``, ``frank-wolfe``) and the duality gap
+  relaxation is solved to global optimality (pairwise ``frank-wolfe``, ``sca-osqp``) and the duality gap
   certifies the integer selection. λ = 0 is LESS's top-K; no stiff budget unless one is given.
 
 The alignment c is the faithful LESS score (``alignment="less"``) or, for ``direct-aligned``, the
@@ -41,8 +41,12 @@ DEFAULT_BETA = 1.0
 #: 10000} on the stdlib corpus (K = 200 of 2000, 3 seeds; a plateau from 30 to 10000), fixed before
 #: the confirmation corpora were run (docs/evaluation.md).
 DEFAULT_LAM = 100.0
-#: ``less-diverse``'s default backend: the concave relaxation solved as one convex program (Clarabel).
-DIVERSE_BACKEND = "sca-osqp"
+#: ``less-diverse``'s default solver: pairwise Frank–Wolfe on the concave relaxation (O(r N) per step,
+#: any pool size). On the three evaluation corpora's statistics (N = 2000, r ≈ 430, λ = 100) it found
+#: higher integer objectives than ``sca-osqp`` (Clarabel on the whole relaxation, 6–7 s: 53.8 → 67.7,
+#: 158.9 → 165.8, 100.8 → 128.0) with upper bounds within 1 % of its exact relaxed optimum, in 1–3 s.
+DIVERSE_BACKEND = "frank-wolfe"
+DIVERSE_SOLVER_OPTIONS = {"variant": "pairwise", "max_iter": 2000}
 ALIGNMENTS = ("less", "taylor")
 #: selectors whose default features are the Adam update directions, and the option that switches them
 ADAM_FEATURE_OPTION = {"less": "features", "direct-aligned": "features", "less-diverse": "features",
@@ -118,11 +122,11 @@ def alignment_scores(inp: SelectorInputs, alignment: str, *, features: str, grou
 
 
 def _solve(inp: SelectorInputs, name: str, problem: SelectionProblem, backend: str, c: np.ndarray,
-           diag: dict[str, Any]) -> Pick:
+           diag: dict[str, Any], **solver_options: Any) -> Pick:
     """Solve ``problem``, refuse an infeasible answer, and describe the selection."""
     from ..solvers import solve  # local: keeps `import direct_opt.selectors` light
 
-    res = solve(problem, backend=backend, seed=inp.seed)
+    res = solve(problem, backend=backend, seed=inp.seed, **solver_options)
     if not res.success:
         raise InfeasibleProblemError(
             f"selector {name!r} ({backend}, K={inp.k}, tau={problem.tau}) found no feasible selection: "
@@ -186,7 +190,8 @@ def less_diverse_selector(
     inp: SelectorInputs,
     *,
     lam: float = DEFAULT_LAM,
-    backend: str = DIVERSE_BACKEND,
+    backend: str | None = None,
+    max_iter: int | None = None,
     tau_rel: float | None = None,
     tau: float | None = None,
     budget_frac: float | None = None,
@@ -200,9 +205,11 @@ def less_diverse_selector(
     Options:
         lam: weight λ of the flat-direction redundancy penalty; 0 gives LESS's top-K. Default 100
             (:data:`DEFAULT_LAM`, tuned on one corpus).
-        backend: a backend solving the concave form (default ``sca-osqp``: the relaxation as one
-            convex program, then rounding; ``frank-wolfe`` is cheaper but stops after ``max_iter``
-            steps with a looser certificate; ``greedy``; ``exact`` for small pools).
+        backend: a backend solving the concave form. Default (None): pairwise Frank–Wolfe,
+            :data:`DIVERSE_SOLVER_OPTIONS` (any pool size); ``sca-osqp`` solves the relaxation exactly
+            as one convex program (Clarabel; memory O(r N), seconds at N = 2000); ``greedy``;
+            ``exact`` for small pools.
+        max_iter: outer iterations of the backend (default 2000 for the default solver).
         tau_rel, tau, budget_frac: a stiff budget as for ``direct``; default none.
         constraints: extra constraints (quotas, exclusions, ...).
         features, group_max, checkpoints: as for ``less``.
@@ -216,7 +223,10 @@ def less_diverse_selector(
                                eta=None)
     problem = aligned_problem(inp.stats, inp.k, c, lam, form="concave", tau_rel=tau_rel, tau=tau,
                               budget_frac=budget_frac, constraints=constraints)
-    return _solve(inp, "less-diverse", problem, backend, c, {"lam": lam, **diag})
+    opts = dict(DIVERSE_SOLVER_OPTIONS) if backend is None else {}
+    if max_iter is not None:
+        opts["max_iter"] = max_iter
+    return _solve(inp, "less-diverse", problem, backend or DIVERSE_BACKEND, c, {"lam": lam, **diag}, **opts)
 
 
 @register_selector("taylor-fisher")
