@@ -62,7 +62,8 @@ def decide(reports: dict[str, EvalReport]) -> str:
     for lab in labels:
         diffs = [reports[c].diff(lab, "less") for c in CONFIRMATION_CORPORA]
         if all(d is not None and d["significant"] and d["mean"] < 0 for d in diffs):
-            winners.append(f"{lab} ({', '.join(f'{c}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]' for c, d in zip(CONFIRMATION_CORPORA, diffs))})")
+            cis = [f"{c}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" for c, d in zip(CONFIRMATION_CORPORA, diffs)]
+            winners.append(f"{lab} ({', '.join(cis)})")
     if not winners:
         return "DECISION: no selector beat faithful less on both confirmation corpora; the default stays less."
     return "DECISION: beat faithful less on both confirmation corpora (95% CI below 0): " + "; ".join(winners)
