@@ -21,7 +21,7 @@ What it does (everything through the evaluation harness, :mod:`direct_opt.evalua
 S, S+1, ..., S+N-1 (random selection, randomised backends, annealing batch order): the
 output is deterministic given S, and the same on every machine and thread count (the
 computations run at one CPU thread). Run time, measured with ``benchmarks/demo_time.py``
-on a 2-core machine: about 1.8 min of CPU time for the default demo (<= 5 min of
+on a 2-core machine: about 2.1 min of CPU time for the default demo (<= 5 min of
 wall time on an idle 2-core machine) and about 16 s for ``--quick`` (<= 60 s).
 Files written to ``DIR`` (default ``direct-opt-demo``):
 
@@ -57,7 +57,7 @@ DEFAULT_OUT = "direct-opt-demo"
 #: paper-faithful baseline (pga-dykstra). sca-osqp is left out (slow, same optimum as sca-exact).
 DEFAULT_BACKENDS = DEMO_BACKENDS
 #: CPU time measured by benchmarks/demo_time.py (quoted in --help and the README).
-MEASURED_CPU = {"default": "1.8 min", "quick": "16 s"}
+MEASURED_CPU = {"default": "2.1 min", "quick": "16 s"}
 #: the sizes of the two presets. Chosen for run time on 2 CPU cores, not for any method.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"n_seeds": 2},
