@@ -26,9 +26,7 @@ from .intervals import PairedDifference, Summary, paired_difference, summarize, 
 from .lm_setup import CORPORA, LMSetup, build_corpus, prepare
 from .report import EvalReport, build_summary
 from .schedule import AnnealSchedule, decision_line, schedule_gain
-from .spec import SelectorSpec, parse_selector, parse_selectors
-
-ALL_SELECTORS = ("random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor")
+from .spec import ALL_SELECTORS, SelectorSpec, parse_selector, parse_selectors
 
 __all__ = [
     "ALL_SELECTORS", "AnnealSchedule", "CORPORA", "Checkpoint", "DataOverlapError", "EvalReport", "LMSetup",

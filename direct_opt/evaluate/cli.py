@@ -47,8 +47,7 @@ from typing import Any
 from ..defaults import TAU_REL
 from ..errors import InvalidParameterError
 from .lm_setup import CORPORA
-
-ALL = ("random", "direct", "less", "grad-norm", "loss", "excess-loss", "taylor")
+from .spec import ALL_SELECTORS as ALL
 DEFAULTS: dict[str, Any] = {
     "corpus": "stdlib", "quick": False, "seeds": [0, 1, 2], "k": None, "out": None, "selectors": list(ALL),
     "data_seed": 0, "n_pool": None, "n_val": None, "n_test": None, "n_pretrain": None, "target_domain": None,

@@ -22,6 +22,9 @@ from typing import Any, Callable, Mapping
 from ..errors import InvalidParameterError
 
 _LABEL_OK = re.compile(r"[^A-Za-z0-9._+-]+")
+#: the selectors ``direct-opt evaluate`` compares when none are named: the baseline, the paper's
+#: program, LESS, the default selector and the other peers
+ALL_SELECTORS = ("random", "direct", "less", "less-diverse", "grad-norm", "loss", "excess-loss", "taylor")
 
 
 @dataclass(frozen=True)
