@@ -42,9 +42,9 @@ DEFAULT_BETA = 1.0
 #: the confirmation corpora were run (docs/evaluation.md).
 DEFAULT_LAM = 100.0
 #: ``less-diverse``'s default solver: pairwise Frank–Wolfe on the concave relaxation (O(r N) per step,
-#: any pool size). On the three evaluation corpora's statistics (N = 2000, r ≈ 430, λ = 100) it found
-#: higher integer objectives than ``sca-osqp`` (Clarabel on the whole relaxation, 6–7 s: 53.8 → 67.7,
-#: 158.9 → 165.8, 100.8 → 128.0) with upper bounds within 1 % of its exact relaxed optimum, in 1–3 s.
+#: memory O(N) beyond G). On the three evaluation corpora's statistics (N = 2000, r ≈ 430, λ = 100) it found
+#: higher integer objectives than ``sca-osqp`` (Clarabel on the whole relaxation, 6–7 s: 53.8 → 75.7,
+#: 158.9 → 165.8, 100.8 → 128.0) with upper bounds within 1 % of its exact relaxed optimum, in 1–7 s.
 DIVERSE_BACKEND = "frank-wolfe"
 DIVERSE_SOLVER_OPTIONS = {"variant": "pairwise", "max_iter": 2000}
 ALIGNMENTS = ("less", "taylor")
@@ -206,7 +206,7 @@ def less_diverse_selector(
         lam: weight λ of the flat-direction redundancy penalty; 0 gives LESS's top-K. Default 100
             (:data:`DEFAULT_LAM`, tuned on one corpus).
         backend: a backend solving the concave form. Default (None): pairwise Frank–Wolfe,
-            :data:`DIVERSE_SOLVER_OPTIONS` (any pool size); ``sca-osqp`` solves the relaxation exactly
+            :data:`DIVERSE_SOLVER_OPTIONS` (O(r N) per step); ``sca-osqp`` solves the relaxation exactly
             as one convex program (Clarabel; memory O(r N), seconds at N = 2000); ``greedy``;
             ``exact`` for small pools.
         max_iter: outer iterations of the backend (default 2000 for the default solver).
