@@ -82,9 +82,13 @@ def aligned_problem(stats: GradientStats, k: int, c: np.ndarray, weight: float, 
     if scale_c == 0.0:
         raise InvalidInputError("the alignment scores c are all zero; the alignment term carries no information.")
     budget = not (tau is None and tau_rel is None and budget_frac is None)
-    base = SelectionProblem.from_stats(stats, k, tau_rel=tau_rel, tau=tau,
-                                       budget_frac=DEFAULT_BUDGET_FRAC if budget_frac is None else budget_frac,
-                                       constraints=constraints)
+    if budget:  # from_stats resolves tau / tau_rel / budget_frac into an absolute budget
+        base = SelectionProblem.from_stats(stats, k, tau_rel=tau_rel, tau=tau,
+                                           budget_frac=DEFAULT_BUDGET_FRAC if budget_frac is None else budget_frac,
+                                           constraints=constraints)
+        a, tau_abs, constraints = base.a, base.tau, base.constraints
+    else:
+        a, tau_abs = stats.a_stiff, None
     g, c_t = np.zeros((1, stats.n)), c / scale_c
     if weight > 0.0:
         g = np.asarray(stats.G_flat, np.float64)
@@ -95,8 +99,7 @@ def aligned_problem(stats: GradientStats, k: int, c: np.ndarray, weight: float, 
             c_t = (m_g / weight) * c_t
         else:
             g = math.sqrt(weight / m_g) * g
-    prob = SelectionProblem(g, base.a, k, base.tau if budget else None, c=c_t, form=form,
-                            constraints=base.constraints, validate=False)
+    prob = SelectionProblem(g, a, k, tau_abs, c=c_t, form=form, constraints=constraints, validate=not budget)
     prob.tau_rel, prob.budget_frac = (base.tau_rel, base.budget_frac) if budget else (None, None)
     prob.stats = stats
     return prob
@@ -116,7 +119,7 @@ def alignment_scores(inp: SelectorInputs, alignment: str, *, features: str, grou
         raise InvalidParameterError("group_max and checkpoints are options of alignment='less'.")
     eta = _check_eta(DEFAULT_TAYLOR_ETA if eta is None else eta)
     U, gv, lam = stats_taylor_terms(_need_taylor_fields(inp, features), features)
-    return taylor_singleton_gains(U.astype(np.float64), gv, lam, eta), {
+    return taylor_singleton_gains(np.asarray(U, np.float64), gv, lam, eta), {
         "alignment": "taylor", "eta": eta, "step": features,
         "score": "one-sample Taylor gain eta g_valᵀx_i - eta²/2 x_iᵀ F x_i"}
 
@@ -261,10 +264,11 @@ def taylor_fisher_selector(inp: SelectorInputs, *, eta: float = DEFAULT_TAYLOR_E
     eta = _check_eta(eta)
     U, gv, lam = stats_taylor_terms(_need_taylor_fields(inp, step), step)
     e = eta / inp.k
-    U = U.astype(np.float64)
+    U = np.asarray(U, np.float64)
     problem = SelectionProblem(e * np.sqrt(lam)[:, None] * U, np.zeros(inp.n), inp.k, c=e * (gv @ U),
                                form="concave", constraints=constraints, validate=False)
     single = taylor_singleton_gains(U, gv, lam, e)
-    return _solve(inp, "taylor-fisher", problem, backend or "greedy", single,
-                  {"eta": eta, "normalize": normalize, "step": step, "predicted_decrease_note":
-                   "objective = predicted decrease of the selected set"})
+    pick = _solve(inp, "taylor-fisher", problem, backend or "greedy", single,
+                  {"eta": eta, "normalize": normalize, "step": step})
+    pick.diagnostics["predicted_decrease"] = pick.diagnostics["objective"]  # Δ(S) is the program's objective
+    return pick

@@ -411,7 +411,7 @@ def _taylor_pick(inp: SelectorInputs, eta: float, normalize: str, step: str) -> 
     U, gv, lam = stats_taylor_terms(st, step)
     order, gains, total = greedy_taylor(U, gv, lam, eta, inp.k, normalize)
     e = eta / inp.k if normalize in ("mean", "unit") else eta
-    cols = U.astype(np.float64)
+    cols = np.asarray(U, np.float64)  # no copy when U is float64 already
     if normalize == "unit":
         norms = np.linalg.norm(cols, axis=0)
         cols = cols / np.where(norms > 0, norms, np.inf)

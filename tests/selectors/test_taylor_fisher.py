@@ -70,6 +70,7 @@ def test_with_constraints_it_is_the_concave_program_and_honours_them():
     assert len(set(got.indices.tolist())) == k and not set(banned) & set(got.indices.tolist())
     # the program's objective is the Taylor decrease of the chosen set
     assert got.diagnostics["objective"] == pytest.approx(taylor_gain(z_adam[got.indices].T, g, F, eta, "mean"))
+    assert got.diagnostics["predicted_decrease"] == got.diagnostics["objective"]
     # same objective without constraints: greedy + 1-swap local search is never worse than GREATS's greedy
     prog = select("taylor-fisher", k=k, stats=st, eta=eta, backend="greedy")
     assert prog.diagnostics["objective"] >= free.diagnostics["predicted_decrease"] - 1e-12
